@@ -1,0 +1,54 @@
+"""Find the files under the harvest sources (folders or single files)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from extractor.warehouse.base import FileRef
+
+
+class SourceError(ValueError):
+    """A harvest source that cannot be read; the message names it and the fix."""
+
+
+def check_sources(sources: list[str]) -> list[Path]:
+    paths = []
+    for source in sources:
+        if "://" in source:
+            raise SourceError(
+                f"{source}: only local folders and files are harvested so far; "
+                "copy or mount the bucket (e.g. gcsfuse) and pass the folder"
+            )
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise SourceError(f"{source}: no such file or folder")
+        paths.append(path.resolve())
+    return paths
+
+
+def discover_files(roots: list[Path]) -> Iterator[FileRef]:
+    """Every regular file under the roots, with the size and mtime that detect changes.
+
+    Symbolic links to folders are not followed (they can loop); hidden files are included,
+    because archives name files any way they like.
+    """
+    for root in roots:
+        if root.is_file():
+            yield _file_ref(root)
+            continue
+        for folder, subfolders, names in os.walk(root, onerror=None, followlinks=False):
+            subfolders.sort()
+            for name in sorted(names):
+                path = Path(folder, name)
+                try:
+                    if path.is_file():
+                        yield _file_ref(path)
+                except OSError:
+                    continue  # vanished or unreadable between listing and stat
+
+
+def _file_ref(path: Path) -> FileRef:
+    stat = path.stat()
+    return FileRef(str(path), stat.st_size, stat.st_mtime_ns)

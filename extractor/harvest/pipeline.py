@@ -1,0 +1,170 @@
+"""The harvest loop: discover files, skip unchanged ones, read headers in parallel, write in batches.
+
+Per-file work (`harvest_chunk`) is a pure function of file references, run in a process pool;
+the loop holds at most a bounded number of chunks and one batch of rows, so memory stays flat
+whatever the size of the archive.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tqdm import tqdm
+
+from extractor.harvest.discover import check_sources, discover_files
+from extractor.harvest.reader import HarvestError, header_json, read_instance
+from extractor.warehouse.base import FileRef, HarvestRun, RawWarehouse
+
+CHUNK_FILES = 128  # files per task sent to a worker
+MAX_SERIES_REMEMBERED = 50_000  # per worker: series whose header JSON was already taken
+
+
+@dataclass
+class ChunkResult:
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+_series_with_header: set[str] = set()  # per worker process
+
+
+def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
+    """Read each file's header into an instance row or an error row (never raises for bad input)."""
+    result = ChunkResult()
+    now = _utcnow()
+    warnings.filterwarnings("ignore", module="pydicom")  # bad input is recorded as error rows, not warned about
+    for ref in files:
+        try:
+            with open(ref.location, "rb") as fp:
+                row = read_instance(fp, ref.file_size)
+                series = row["series_instance_uid"]
+                if series not in _series_with_header:
+                    if len(_series_with_header) >= MAX_SERIES_REMEMBERED:
+                        _series_with_header.clear()
+                    _series_with_header.add(series)
+                    row["header_json"] = header_json(fp)
+        except HarvestError as exc:
+            result.errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
+            continue
+        except OSError as exc:
+            result.errors.append(_error_row(ref, "ReadError", f"{type(exc).__name__}: {exc}", run_id, now))
+            continue
+        row.update(location=ref.location, file_size=ref.file_size, file_mtime_ns=ref.file_mtime_ns, run_id=run_id, harvested_at=now)
+        result.instances.append(row)
+    return result
+
+
+def _error_row(ref: FileRef, error_class: str, message: str, run_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "location": ref.location,
+        "file_size": ref.file_size,
+        "file_mtime_ns": ref.file_mtime_ns,
+        "error_class": error_class,
+        "message": message[:2000],
+        "run_id": run_id,
+        "recorded_at": now,
+    }
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def show_progress() -> bool:
+    """A progress bar on an interactive terminal; quiet in CI and logs."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def harvest(
+    sources: list[str],
+    warehouse: RawWarehouse,
+    workers: int | None = None,
+    batch_size: int = 2000,
+    progress: bool | None = None,
+) -> HarvestRun:
+    """Harvest the sources into the warehouse; return the run record (also written to raw_harvest_run)."""
+    roots = check_sources(sources)
+    workers = max(1, workers or os.cpu_count() or 1)
+    run = HarvestRun(run_id=new_run_id(), started_at=_utcnow(), sources=";".join(str(r) for r in roots))
+    warehouse.ensure_tables()
+    warehouse.record_run(run)
+    try:
+        changed, unchanged = warehouse.select_changed(discover_files(roots))
+        run.files_seen, run.files_unchanged = changed + unchanged, unchanged
+        stale_series: set[str] = set()
+        bar = tqdm(total=changed, unit="file", disable=not (show_progress() if progress is None else progress))
+        pending = ChunkResult()
+        for result in _run_chunks(warehouse.changed_files(CHUNK_FILES), run.run_id, workers):
+            pending.instances += result.instances
+            pending.errors += result.errors
+            bar.update(len(result.instances) + len(result.errors))
+            if len(pending.instances) + len(pending.errors) >= batch_size:
+                stale_series |= _flush(warehouse, run, pending)
+                pending = ChunkResult()
+        stale_series |= _flush(warehouse, run, pending)
+        bar.close()
+        run.series_added, run.series_updated = warehouse.refresh_series(run.run_id, stale_series)
+        _fill_missing_series_headers(warehouse)
+        run.status = "completed"
+    except BaseException:
+        run.status = "failed"
+        raise
+    finally:
+        run.ended_at = _utcnow()
+        warehouse.record_run(run)
+    return run
+
+
+def _flush(warehouse: RawWarehouse, run: HarvestRun, pending: ChunkResult) -> set[str]:
+    if not pending.instances and not pending.errors:
+        return set()
+    written = warehouse.write_batch(run.run_id, pending.instances, pending.errors)
+    run.instances_added += written.instances_added
+    run.instances_updated += written.instances_updated
+    run.errors += written.errors
+    return written.stale_series
+
+
+def _fill_missing_series_headers(warehouse: RawWarehouse) -> None:
+    """A series whose header-carrying file turned out a duplicate gets its JSON from its representative."""
+    missing = warehouse.series_without_header()
+    headers = {}
+    for series_uid, location in missing:
+        try:
+            with open(location, "rb") as fp:
+                headers[series_uid] = header_json(fp)
+        except OSError:
+            continue
+    if headers:
+        warehouse.set_series_headers(headers)
+
+
+def _run_chunks(chunks: Iterator[list[FileRef]], run_id: str, workers: int) -> Iterator[ChunkResult]:
+    """Results of harvest_chunk over the chunks, with a bounded number of chunks in flight."""
+    if workers == 1:
+        for chunk in chunks:
+            yield harvest_chunk(chunk, run_id)
+        return
+    max_in_flight = workers * 4
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        in_flight: set[Future[ChunkResult]] = set()
+        for chunk in chunks:
+            in_flight.add(pool.submit(harvest_chunk, chunk, run_id))
+            if len(in_flight) >= max_in_flight:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        for future in in_flight:
+            yield future.result()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
