@@ -1,0 +1,55 @@
+"""The command line as a user meets it: help, a harvest, and bad input."""
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pydicom
+from typer.testing import CliRunner
+
+from extractor.cli import app
+
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+runner = CliRunner()
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("harvest", "demo-data", "demo"):
+        assert command in result.output
+
+
+def test_harvest_help_explains_incremental_runs():
+    result = runner.invoke(app, ["harvest", "--help"])
+    assert result.exit_code == 0
+    assert "incremental" in result.output.lower()
+
+
+def test_harvest_writes_the_default_warehouse(tmp_path, monkeypatch):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm", "README.txt"):
+        shutil.copy(TEST_FILES / name, archive / name)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["harvest", str(archive), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "3 files seen" in result.output and "2 instances added" in result.output and "1 errors" in result.output
+    con = duckdb.connect(str(tmp_path / "warehouse" / "identified.duckdb"), read_only=True)
+    assert con.execute("select count(*) from raw_dicom_series").fetchone()[0] == 2
+    assert not (tmp_path / "warehouse" / "deidentified.duckdb").exists()
+
+
+def test_missing_source_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["harvest", str(tmp_path / "no-such-folder")])
+    assert result.exit_code == 2
+    assert "no such file or folder" in result.output
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    config = tmp_path / "imgomop.toml"
+    config.write_text('[warehouse]\ntarget = "oracle"\n')
+    result = runner.invoke(app, ["harvest", str(tmp_path), "--config", str(config)])
+    assert result.exit_code == 2
+    assert "oracle" in result.output
