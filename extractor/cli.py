@@ -65,6 +65,62 @@ def harvest(
     )
 
 
+@app.command("load-ehr")
+def load_ehr(
+    directory: Annotated[Path, typer.Argument(help="Folder with person.csv, visit_occurrence.csv, procedure_occurrence.csv, mrn_crosswalk.csv, imaging_order.csv, ... (CSV or Parquet).")],
+    config: ConfigOption = None,
+) -> None:
+    """Load the EHR OMOP tables and the imaging-order crosswalk into the identified warehouse.
+
+    Required: person, visit_occurrence, procedure_occurrence, mrn_crosswalk, imaging_order.
+    Optional (created empty when absent): condition_occurrence, measurement, note, concept.
+    Every file is checked first; on any error nothing is replaced.
+    """
+    import duckdb
+
+    from extractor.build.load_ehr import EhrLoadError, load_ehr as run_load
+
+    cfg = _load(config)
+    if cfg.target != "duckdb":
+        _fail("load-ehr writes to DuckDB only so far; load the EHR tables into the identified BigQuery dataset with your usual tooling")
+    cfg.duckdb.identified_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(cfg.duckdb.identified_path))
+    try:
+        loaded = run_load(directory, con)
+    except EhrLoadError as exc:
+        _fail(str(exc))
+    finally:
+        con.close()
+    for table in loaded:
+        origin = table.source.name if table.source else "(no file: created empty)"
+        typer.echo(f"{table.name:<22} {table.rows:>9,} rows  {origin}")
+
+
+@app.command()
+def build(
+    select: Annotated[Optional[list[str]], typer.Option("--select", "-s", help="dbt node selection, as for `dbt build --select` (repeatable).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Build the OMOP imaging tables with dbt: staging, linkage, marts and the de-identified copy.
+
+    Needs IMGOMOP_DEID_KEY in the environment (the secret behind every pseudonym).
+    Prints the models and tests run, mart row counts and the linkage rate.
+    """
+    from extractor.build.dbt_build import BuildError, add_warehouse_figures, format_summary, run_dbt, summarise
+
+    cfg = _load(config)
+    try:
+        result = run_dbt(cfg, "build", select=select)
+    except BuildError as exc:
+        _fail(str(exc))
+    summary = summarise(result)
+    if summary.ok:
+        add_warehouse_figures(cfg, summary)
+    typer.echo(format_summary(summary))
+    if not summary.ok:
+        raise typer.Exit(code=1)
+
+
 @app.command("demo-data")
 def demo_data(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo archive in (dicom/, ehr/, answer_key.json).")],
@@ -83,12 +139,21 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the demo archive.")] = 0,
     config: ConfigOption = None,
 ) -> None:
-    """Run the main job end to end on the embedded default: make the demo archive, then harvest it."""
+    """Run the main job end to end on the embedded default: demo archive -> harvest -> load EHR -> build."""
     from extractor.demo_data import make_demo_archive
+
+    import os
+    import secrets
 
     make_demo_archive(out_dir, seed=seed)
     typer.echo(f"demo archive: {out_dir}")
     harvest([str(out_dir / "dicom")], workers=None, config=config)
+    load_ehr(out_dir / "ehr", config=config)
+    if not os.environ.get("IMGOMOP_DEID_KEY"):
+        # a throwaway key for this demo run only: real runs take theirs from the environment
+        os.environ["IMGOMOP_DEID_KEY"] = secrets.token_hex(32)
+        typer.echo("IMGOMOP_DEID_KEY not set: using a random key for this demo run")
+    build(select=None, config=config)
 
 
 if __name__ == "__main__":

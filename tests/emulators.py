@@ -1,0 +1,101 @@
+"""Local stand-ins for the cloud services, started by the test setup (see tests/conftest.py).
+
+BigQuery: crucible-emulator, installed in its own virtual environment by
+`scripts/setup-emulators.sh` (it pins its own duckdb, so it cannot live in the project's venv).
+The venv defaults to `<repo>/.venv-crucible`; IMGOMOP_CRUCIBLE_VENV overrides it.
+It serves the BigQuery REST API on loopback, accepts any project id and anonymous credentials,
+and keeps its state in memory (gone when the process stops).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CRUCIBLE_VENV_ENV = "IMGOMOP_CRUCIBLE_VENV"
+SETUP_HINT = "run `bash scripts/setup-emulators.sh` (creates it with uv)"
+
+
+class EmulatorNotInstalled(RuntimeError):
+    pass
+
+
+class EmulatorDidNotStart(RuntimeError):
+    pass
+
+
+def crucible_venv() -> Path:
+    """The emulator's venv; a relative IMGOMOP_CRUCIBLE_VENV is taken from the repository root,
+    as scripts/setup-emulators.sh takes it."""
+    configured = os.environ.get(CRUCIBLE_VENV_ENV)
+    return REPO / Path(configured).expanduser() if configured else REPO / ".venv-crucible"
+
+
+def crucible_executable() -> Path:
+    """The `crucible` command of the emulator's venv, or a message saying how to install it."""
+    venv = crucible_venv()
+    exe = venv / "bin" / "crucible"
+    if not exe.is_file():
+        raise EmulatorNotInstalled(
+            f"BigQuery emulator not installed: {exe} does not exist; {SETUP_HINT}"
+            f" (or point {CRUCIBLE_VENV_ENV} at a venv holding crucible-emulator[server]==0.1.0a2)"
+        )
+    return exe
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def bigquery_emulator(startup_timeout: float = 30.0) -> Iterator[str]:
+    """Start `crucible serve --dialect bigquery` on a free loopback port; yield its endpoint URL."""
+    exe = crucible_executable()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        process = subprocess.Popen(
+            [str(exe), "serve", "--dialect", "bigquery", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while not _answers(f"{endpoint}/_crucible/health"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read()[-2000:].decode("utf-8", "replace")
+                    state = f"exited with {process.returncode}" if process.poll() is not None else "did not answer"
+                    raise EmulatorDidNotStart(
+                        f"crucible serve on {endpoint} {state} within {startup_timeout:.0f} s; output:\n{tail}"
+                    )
+                time.sleep(0.1)
+            yield endpoint
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
