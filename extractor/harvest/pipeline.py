@@ -33,7 +33,7 @@ class ChunkResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-_series_with_header: set[str] = set()  # per worker process
+_series_with_header: dict[str, set[str]] = {}  # run id -> series whose header JSON this process took
 
 
 def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
@@ -41,15 +41,19 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     result = ChunkResult()
     now = _utcnow()
     warnings.filterwarnings("ignore", module="pydicom")  # bad input is recorded as error rows, not warned about
+    if run_id not in _series_with_header:
+        _series_with_header.clear()
+        _series_with_header[run_id] = set()
+    seen = _series_with_header[run_id]
     for ref in files:
         try:
             with open(ref.location, "rb") as fp:
                 row = read_instance(fp, ref.file_size)
                 series = row["series_instance_uid"]
-                if series not in _series_with_header:
-                    if len(_series_with_header) >= MAX_SERIES_REMEMBERED:
-                        _series_with_header.clear()
-                    _series_with_header.add(series)
+                if series not in seen:
+                    if len(seen) >= MAX_SERIES_REMEMBERED:
+                        seen.clear()
+                    seen.add(series)
                     row["header_json"] = header_json(fp)
         except HarvestError as exc:
             result.errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))

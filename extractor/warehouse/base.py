@@ -1,0 +1,84 @@
+"""The interface every raw-table writer implements (DuckDB by default, BigQuery in production).
+
+The harvest loop only talks to this interface; the SQL that both writers share lives in
+`series_sql.py` so the rule that builds a series row is written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from extractor.warehouse.schema import RAW_TABLES, Column
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file to harvest: where it is, and the size and mtime that tell whether it changed."""
+
+    location: str
+    file_size: int
+    file_mtime_ns: int
+
+
+@dataclass
+class HarvestRun:
+    run_id: str
+    started_at: datetime
+    sources: str
+    ended_at: datetime | None = None
+    status: str = "running"
+    files_seen: int = 0
+    files_unchanged: int = 0
+    instances_added: int = 0
+    instances_updated: int = 0
+    errors: int = 0
+    series_added: int = 0
+    series_updated: int = 0
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BatchResult:
+    instances_added: int = 0
+    instances_updated: int = 0
+    errors: int = 0
+    stale_series: set[str] = field(default_factory=set)  # series that lost a changed file
+
+
+class RawWarehouse(Protocol):
+    """Where harvested rows go. Implementations: DuckDBRawWarehouse, BigQueryRawWarehouse."""
+
+    def ensure_tables(self) -> None:
+        """Create the raw tables when missing (idempotent)."""
+
+    def select_changed(self, files: Iterable[FileRef]) -> tuple[int, int]:
+        """Stage the files found; return (changed or new, unchanged) counts."""
+
+    def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
+        """The staged files that are new or changed, in location order, in chunks."""
+
+    def write_batch(self, run_id: str, instances: list[dict[str, Any]], errors: list[dict[str, Any]]) -> BatchResult:
+        """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error."""
+
+    def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:
+        """Rebuild raw_dicom_series for the series touched by the run; return (added, updated)."""
+
+    def series_without_header(self) -> list[tuple[str, str]]:
+        """(series UID, representative location) of series that have no header JSON yet."""
+
+    def set_series_headers(self, headers: dict[str, str | None]) -> None:
+        """Store the representative header JSON of these series."""
+
+    def record_run(self, run: HarvestRun) -> None:
+        """Insert or update the run's row in raw_harvest_run."""
+
+    def close(self) -> None: ...
+
+
+def table_columns(table: str) -> list[Column]:
+    return RAW_TABLES[table]

@@ -1,0 +1,513 @@
+"""Raw tables in the identified BigQuery dataset (the production target).
+
+Same behaviour as `DuckDBRawWarehouse` (the reference), written with google-cloud-bigquery:
+
+- Rows reach BigQuery only through load jobs into staging tables
+  (`imgomop_stage_<token>_<n>_<what>` in the identified dataset, one token per warehouse object,
+  i.e. per run; each dropped right after use, leftovers in `close()`), then one MERGE per raw table moves them in. No streaming inserts.
+- Load format: Parquet in production; CSV with an explicit schema when `api_endpoint` is set
+  (the local emulator, crucible-emulator, loads nothing else). Both go through `_load()`; only
+  the file encoding differs.
+- No UPDATE/DELETE statements and no multi-statement transactions (the emulator refuses them):
+  every change is one MERGE. A batch touches two tables (errors, then instances), so a crash
+  between the two can leave one location in both tables; `select_changed` treats such a
+  location as changed, and its re-harvest repairs both tables.
+- BigQuery query parameters are not used (the emulator does not emulate them): the only value
+  spliced into SQL is the run id, as an escaped string literal; file data only travels in loads.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from google.cloud import bigquery
+
+from extractor.config import BigQueryTarget
+from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
+from extractor.warehouse.schema import RAW_TABLES, Column
+from extractor.warehouse.series_sql import (
+    drop_stale_header_json_merge_sql,
+    new_series_rows_sql,
+    touched_series_sql,
+)
+
+LOAD_FORMATS = ("PARQUET", "CSV")
+STAGE_ROWS = 50_000  # rows per encoded block while spooling a load file
+RESULT_PAGE_ROWS = 10_000  # rows per page when reading the pending files back
+# Clustering only orders storage (no effect on results); the emulator records it, BigQuery applies it.
+CLUSTER_BY = {
+    "raw_dicom_instance": ("series_instance_uid", "location"),
+    "raw_dicom_series": ("series_instance_uid",),
+    "raw_harvest_error": ("location",),
+}
+CANDIDATE_COLUMNS: list[Column] = [("location", "STRING"), ("file_size", "INT64"), ("file_mtime_ns", "INT64")]
+STALE_COLUMNS: list[Column] = [("series_instance_uid", "STRING")]
+HEADER_COLUMNS: list[Column] = [("series_instance_uid", "STRING"), ("representative_header_json", "STRING")]
+ARROW_TYPES = {
+    "STRING": pa.string(),
+    "INT64": pa.int64(),
+    "FLOAT64": pa.float64(),
+    # UTC-adjusted, so a Parquet load lands in a TIMESTAMP column (not DATETIME)
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+}
+
+
+def make_client(target: BigQueryTarget) -> bigquery.Client:
+    """A client for the target: anonymous against an emulator endpoint, default credentials otherwise."""
+    if target.api_endpoint:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(
+            project=target.project,
+            location=target.location,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=target.api_endpoint),
+        )
+    return bigquery.Client(project=target.project, location=target.location)
+
+
+# --- load-file encoding (pure functions; the only part that differs between the two formats) ---
+
+
+def bigquery_schema(columns: list[Column]) -> list[bigquery.SchemaField]:
+    return [bigquery.SchemaField(name, kind, mode="NULLABLE") for name, kind in columns]
+
+
+def arrow_schema(columns: list[Column]) -> pa.Schema:
+    return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in columns])
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive datetimes are UTC throughout the harvest (as in the DuckDB tables)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def arrow_rows(rows: list[dict[str, Any]], columns: list[Column]) -> pa.Table:
+    data = {
+        name: [(_utc(r.get(name)) if kind == "TIMESTAMP" and r.get(name) is not None else r.get(name)) for r in rows]
+        for name, kind in columns
+    }
+    return pa.Table.from_pydict(data, schema=arrow_schema(columns))
+
+
+def csv_field(value: Any, kind: str) -> str:
+    """One CSV field as BigQuery reads it: an unquoted empty field is NULL, strings always quoted."""
+    if value is None:
+        return ""
+    if kind == "STRING":
+        return '"' + str(value).replace('"', '""') + '"'
+    if kind == "INT64":
+        return str(int(value))
+    if kind == "FLOAT64":
+        number = float(value)
+        if math.isnan(number):
+            return "NaN"
+        if math.isinf(number):
+            return "inf" if number > 0 else "-inf"
+        return format(Decimal(repr(number)), "f")  # plain decimal digits, never 1e-05
+    if kind == "TIMESTAMP":
+        ts = _utc(value)
+        return (
+            f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d} "
+            f"{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}.{ts.microsecond:06d}"
+        )
+    raise ValueError(f"no CSV encoding for column type {kind}")
+
+
+def csv_rows(rows: list[dict[str, Any]], columns: list[Column]) -> tuple[bytes, bool]:
+    """The rows as CSV (no header line), and whether a value holds a line break."""
+    lines = [",".join(csv_field(r.get(name), kind) for name, kind in columns) for r in rows]
+    text = "".join(line + "\n" for line in lines)
+    has_newline = any("\n" in line or "\r" in line for line in lines)
+    return text.encode("utf-8"), has_newline
+
+
+class _LoadFile:
+    """Rows spooled to a temporary file in the load format, block by block (memory stays flat)."""
+
+    def __init__(self, columns: list[Column], load_format: str) -> None:
+        self.columns = columns
+        self.format = load_format
+        self.file: IO[bytes] = tempfile.TemporaryFile()
+        self.rows = 0
+        self.quoted_newlines = False
+        self._parquet: pq.ParquetWriter | None = None
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        self.rows += len(rows)
+        if self.format == "CSV":
+            data, newline = csv_rows(rows, self.columns)
+            self.file.write(data)
+            self.quoted_newlines |= newline
+            return
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self.file, arrow_schema(self.columns), compression="snappy")
+        self._parquet.write_table(arrow_rows(rows, self.columns))
+
+    def finish(self) -> IO[bytes]:
+        if self._parquet is not None:
+            self._parquet.close()
+        self.file.seek(0)
+        return self.file
+
+    def job_config(self) -> bigquery.LoadJobConfig:
+        config = bigquery.LoadJobConfig(
+            source_format=self.format,
+            schema=bigquery_schema(self.columns),
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+        )
+        if self.format == "CSV" and self.quoted_newlines:
+            # Only when needed: BigQuery reads quoted line breaks with this flag; the emulator refuses it.
+            config.allow_quoted_newlines = True
+        return config
+
+
+def _literal(text: str) -> str:
+    """A BigQuery string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _empty_relation(columns: list[Column]) -> str:
+    body = ", ".join(f"CAST(NULL AS {kind}) AS {name}" for name, kind in columns)
+    return f"(SELECT {body} LIMIT 0)"
+
+
+class BigQueryRawWarehouse:
+    """The raw tables in `target.identified_dataset`. One object serves one harvest run."""
+
+    def __init__(
+        self,
+        target: BigQueryTarget,
+        load_format: str | None = None,
+        client: bigquery.Client | None = None,
+    ) -> None:
+        if load_format is None:
+            load_format = "CSV" if target.api_endpoint else "PARQUET"
+        load_format = load_format.upper()
+        if load_format not in LOAD_FORMATS:
+            raise ValueError(f"load_format={load_format!r}; use one of {', '.join(LOAD_FORMATS)}")
+        self.target = target
+        self.load_format = load_format
+        self.client = client or make_client(target)
+        self.dataset = f"{target.project}.{target.identified_dataset}"
+        self.token = uuid.uuid4().hex[:12]
+        self._staged: set[str] = set()
+        self._stage_count = 0
+        self._pending: str | None = None
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _table(self, name: str) -> str:
+        return f"`{self.dataset}.{name}`"
+
+    def _query(self, sql: str) -> bigquery.table.RowIterator:
+        return self.client.query(sql).result()
+
+    def _stage_name(self, what: str) -> str:
+        """A new table per use: BigQuery's daily limit on table operations (loads, CTAS) is per table."""
+        self._stage_count += 1
+        return f"imgomop_stage_{self.token}_{self._stage_count}_{what}"
+
+    def _load(self, what: str, columns: list[Column], blocks: Iterable[list[dict[str, Any]]]) -> tuple[str, int]:
+        """Load the rows into a fresh staging table; return (SQL relation, row count).
+
+        With no rows, no job runs and the relation is an empty typed subquery.
+        """
+        spool = _LoadFile(columns, self.load_format)
+        try:
+            for block in blocks:
+                spool.add(block)
+            if spool.rows == 0:
+                return _empty_relation(columns), 0
+            name = self._stage_name(what)
+            self._staged.add(name)
+            job = self.client.load_table_from_file(
+                spool.finish(), f"{self.dataset}.{name}", job_config=spool.job_config(), rewind=True
+            )
+            job.result()
+            return self._table(name), spool.rows
+        finally:
+            spool.file.close()
+
+    def _create_stage_as(self, what: str, select_sql: str) -> str:
+        """A staging table from a query; returns its name (unquoted, as `_staged` holds it)."""
+        name = self._stage_name(what)
+        self._staged.add(name)
+        self._query(f"CREATE TABLE {self._table(name)} AS {select_sql}")
+        return name
+
+    def _drop_stages(self, names: Iterable[str]) -> None:
+        for name in sorted(names):
+            self._staged.discard(name)
+            self.client.delete_table(f"{self.dataset}.{name}", not_found_ok=True)
+
+    def _merge_replace_sql(self, table: str, key: str, columns: list[Column], keys_sql: str, rows_sql: str) -> str:
+        """Replace the rows whose key is in `keys_sql` by those of `rows_sql` (a key with no row
+        there is deleted): the DELETE + INSERT of the DuckDB writer as one MERGE."""
+        names = [name for name, _ in columns]
+        sets = ", ".join(f"{n} = s.{n}" for n in names if n != key)
+        return f"""
+MERGE {self._table(table)} AS t
+USING (
+    SELECT k._merge_key, r.* FROM (SELECT DISTINCT {key} AS _merge_key FROM ({keys_sql})) AS k
+    LEFT JOIN ({rows_sql}) AS r ON r.{key} = k._merge_key
+) AS s
+ON t.{key} = s._merge_key
+WHEN MATCHED AND s.{key} IS NOT NULL THEN UPDATE SET {sets}
+WHEN MATCHED THEN DELETE
+WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES ({", ".join("s." + n for n in names)})
+"""
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def ensure_tables(self) -> None:
+        dataset = bigquery.Dataset(self.dataset)
+        dataset.location = self.target.location
+        self.client.create_dataset(dataset, exists_ok=True)
+        for table, columns in RAW_TABLES.items():
+            body = ", ".join(f"{name} {kind}" for name, kind in columns)
+            cluster = f" CLUSTER BY {', '.join(CLUSTER_BY[table])}" if table in CLUSTER_BY else ""
+            self._query(f"CREATE TABLE IF NOT EXISTS {self._table(table)} ({body}){cluster}")
+
+    # --- incremental selection ------------------------------------------------------------
+
+    def select_changed(self, files: Iterable[FileRef]) -> tuple[int, int]:
+        if self._pending is not None:
+            self._drop_stages([self._pending])
+            self._pending = None
+        staged_before = set(self._staged)
+        candidates, _ = self._load("candidates", CANDIDATE_COLUMNS, _candidate_blocks(files))
+        pending = self._create_stage_as(
+            "pending",
+            f"""
+            SELECT c.*
+            FROM (SELECT DISTINCT * FROM {candidates}) AS c
+            WHERE NOT (
+                (EXISTS (SELECT 1 FROM {self._table("raw_dicom_instance")} k
+                         WHERE k.location = c.location AND k.file_size = c.file_size
+                           AND k.file_mtime_ns = c.file_mtime_ns)
+                 AND NOT EXISTS (SELECT 1 FROM {self._table("raw_harvest_error")} e WHERE e.location = c.location))
+                OR
+                (EXISTS (SELECT 1 FROM {self._table("raw_harvest_error")} k
+                         WHERE k.location = c.location AND k.file_size = c.file_size
+                           AND k.file_mtime_ns = c.file_mtime_ns)
+                 AND NOT EXISTS (SELECT 1 FROM {self._table("raw_dicom_instance")} i WHERE i.location = c.location))
+            )
+            """,
+        )
+        self._pending = pending
+        row = next(
+            iter(
+                self._query(
+                    f"SELECT (SELECT COUNT(DISTINCT location) FROM {candidates}) AS total, "
+                    f"(SELECT COUNT(*) FROM {self._table(pending)}) AS changed"
+                )
+            )
+        )
+        self._drop_stages(self._staged - staged_before - {pending})
+        return row["changed"], row["total"] - row["changed"]
+
+    def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
+        if self._pending is None:
+            return
+        rows = self.client.query(
+            f"SELECT location, file_size, file_mtime_ns FROM {self._table(self._pending)} ORDER BY location"
+        ).result(page_size=max(chunk_size, RESULT_PAGE_ROWS))
+        chunk: list[FileRef] = []
+        for row in rows:
+            chunk.append(FileRef(row[0], row[1], row[2]))
+            if len(chunk) >= chunk_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def write_batch(self, run_id: str, instances: list[dict[str, Any]], errors: list[dict[str, Any]]) -> BatchResult:
+        instance_columns = RAW_TABLES["raw_dicom_instance"]
+        error_columns = RAW_TABLES["raw_harvest_error"]
+        result = BatchResult()
+        staged_before = set(self._staged)
+        try:
+            batch, _ = self._load("instances", instance_columns, [instances])
+            batch_errors, _ = self._load("errors", error_columns, [errors])
+            locations = f"SELECT location FROM {batch} UNION DISTINCT SELECT location FROM {batch_errors}"
+            instance = self._table("raw_dicom_instance")
+            duplicates = self._table(
+                self._create_stage_as("duplicates", self._duplicates_sql(run_id, batch, locations))
+            )
+            result.stale_series = {
+                row[0]
+                for row in self._query(
+                    f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN ({locations})"
+                )
+            }
+            counts = next(
+                iter(
+                    self._query(
+                        f"SELECT (SELECT COUNT(*) FROM {instance} WHERE location IN (SELECT location FROM {batch})) "
+                        f"AS updated, (SELECT COUNT(*) FROM {duplicates}) AS duplicates"
+                    )
+                )
+            )
+            error_names = ", ".join(name for name, _ in error_columns)
+            # errors first, then instances: see the module docstring for why this order is safe
+            self._query(
+                self._merge_replace_sql(
+                    "raw_harvest_error",
+                    "location",
+                    error_columns,
+                    locations,
+                    f"SELECT {error_names} FROM {batch_errors} UNION ALL SELECT {error_names} FROM {duplicates}",
+                )
+            )
+            self._query(
+                self._merge_replace_sql(
+                    "raw_dicom_instance",
+                    "location",
+                    instance_columns,
+                    locations,
+                    f"SELECT * FROM {batch} WHERE location NOT IN (SELECT location FROM {duplicates})",
+                )
+            )
+        finally:
+            self._drop_stages(self._staged - staged_before)
+        result.instances_updated = counts["updated"]
+        result.errors = len(errors) + counts["duplicates"]
+        result.instances_added = len(instances) - counts["duplicates"] - result.instances_updated
+        return result
+
+    def _duplicates_sql(self, run_id: str, batch: str, locations: str) -> str:
+        """A SOP Instance UID already harvested from another file (or twice in this batch) is an
+        error row; the same rule as DuckDBRawWarehouse._duplicate_sop_instances, where the
+        batch's own locations are already deleted."""
+        return f"""
+WITH batch AS (
+    SELECT location, file_size, file_mtime_ns, sop_instance_uid,
+           FIRST_VALUE(location) OVER (PARTITION BY sop_instance_uid ORDER BY location) AS first_location
+    FROM {batch}
+),
+earlier AS (
+    SELECT sop_instance_uid, MIN(location) AS location
+    FROM {self._table("raw_dicom_instance")}
+    WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM batch)
+      AND location NOT IN ({locations})
+    GROUP BY sop_instance_uid
+),
+clash AS (
+    SELECT b.location, b.file_size, b.file_mtime_ns, b.sop_instance_uid,
+           COALESCE(e.location, b.first_location) AS kept_location
+    FROM batch AS b
+    LEFT JOIN earlier AS e ON e.sop_instance_uid = b.sop_instance_uid
+    WHERE e.location IS NOT NULL OR b.location <> b.first_location
+)
+SELECT location, file_size, file_mtime_ns,
+       'DuplicateSOPInstanceUID' AS error_class,
+       CONCAT('SOPInstanceUID ', sop_instance_uid, ' is already harvested from ', kept_location) AS message,
+       {_literal(run_id)} AS run_id, CURRENT_TIMESTAMP() AS recorded_at
+FROM clash
+"""
+
+    def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:
+        series_columns = RAW_TABLES["raw_dicom_series"]
+        instance, series = self._table("raw_dicom_instance"), self._table("raw_dicom_series")
+        run = _literal(run_id)
+        staged_before = set(self._staged)
+        try:
+            stale, _ = self._load(
+                "stale_series", STALE_COLUMNS, [[{"series_instance_uid": uid} for uid in sorted(stale_series)]]
+            )
+            touched = self._table(self._create_stage_as("touched", touched_series_sql(instance, run, stale)))
+            new_series = self._table(
+                self._create_stage_as("new_series", new_series_rows_sql(instance, series, touched, run))
+            )
+            counts = next(
+                iter(
+                    self._query(
+                        f"SELECT (SELECT COUNT(*) FROM {series} WHERE series_instance_uid IN "
+                        f"(SELECT series_instance_uid FROM {new_series})) AS updated, "
+                        f"(SELECT COUNT(*) FROM {new_series}) AS total"
+                    )
+                )
+            )
+            self._query(
+                self._merge_replace_sql(
+                    "raw_dicom_series",
+                    "series_instance_uid",
+                    series_columns,
+                    f"SELECT series_instance_uid FROM {touched}",
+                    f"SELECT * FROM {new_series}",
+                )
+            )
+            self._query(drop_stale_header_json_merge_sql(instance, series, run))
+        finally:
+            self._drop_stages(self._staged - staged_before)
+        return counts["total"] - counts["updated"], counts["updated"]
+
+    def series_without_header(self) -> list[tuple[str, str]]:
+        rows = self._query(
+            f"SELECT series_instance_uid, representative_location FROM {self._table('raw_dicom_series')} "
+            "WHERE representative_header_json IS NULL ORDER BY 1"
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def set_series_headers(self, headers: dict[str, str | None]) -> None:
+        if not headers:
+            return
+        rows = [{"series_instance_uid": uid, "representative_header_json": text} for uid, text in headers.items()]
+        staged_before = set(self._staged)
+        try:
+            staged, _ = self._load("headers", HEADER_COLUMNS, [rows])
+            self._query(
+                f"""
+MERGE {self._table("raw_dicom_series")} AS t
+USING (SELECT * FROM {staged}) AS s
+ON t.series_instance_uid = s.series_instance_uid
+WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_header_json
+"""
+            )
+        finally:
+            self._drop_stages(self._staged - staged_before)
+
+    def record_run(self, run: HarvestRun) -> None:
+        columns = RAW_TABLES["raw_harvest_run"]
+        staged_before = set(self._staged)
+        try:
+            staged, _ = self._load("run", columns, [[run.as_row()]])
+            self._query(
+                self._merge_replace_sql(
+                    "raw_harvest_run", "run_id", columns, f"SELECT run_id FROM {staged}", f"SELECT * FROM {staged}"
+                )
+            )
+        finally:
+            self._drop_stages(self._staged - staged_before)
+
+    def close(self) -> None:
+        try:
+            self._drop_stages(set(self._staged))
+            self._pending = None
+        finally:
+            self.client.close()
+
+
+def _candidate_blocks(files: Iterable[FileRef]) -> Iterator[list[dict[str, Any]]]:
+    block: list[dict[str, Any]] = []
+    for ref in files:
+        block.append({"location": ref.location, "file_size": ref.file_size, "file_mtime_ns": ref.file_mtime_ns})
+        if len(block) >= STAGE_ROWS:
+            yield block
+            block = []
+    if block:
+        yield block

@@ -1,0 +1,223 @@
+"""Raw tables in the identified DuckDB file (the embedded default)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
+from extractor.warehouse.schema import PRIMARY_KEYS, RAW_TABLES, Column
+from extractor.warehouse.series_sql import drop_stale_header_json_sql, new_series_rows_sql, touched_series_sql
+
+DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
+ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(), "TIMESTAMP": pa.timestamp("us")}
+STAGE_ROWS = 50_000
+
+
+def arrow_schema(columns: list[Column]) -> pa.Schema:
+    return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in columns])
+
+
+def to_arrow(rows: list[dict[str, Any]], columns: list[Column]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=arrow_schema(columns))
+
+
+class DuckDBRawWarehouse:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.con = duckdb.connect(str(path))
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def ensure_tables(self) -> None:
+        for table, columns in RAW_TABLES.items():
+            body = ", ".join(f"{name} {DUCKDB_TYPES[kind]}" for name, kind in columns)
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({PRIMARY_KEYS[table]}))")
+
+    # --- incremental selection ------------------------------------------------------------
+
+    def select_changed(self, files: Iterable[FileRef]) -> tuple[int, int]:
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _candidates (location VARCHAR, file_size BIGINT, file_mtime_ns BIGINT)"
+        )
+        batch: list[FileRef] = []
+        for ref in files:
+            batch.append(ref)
+            if len(batch) >= STAGE_ROWS:
+                self._stage(batch)
+                batch = []
+        self._stage(batch)
+        self.con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _pending AS
+            SELECT c.*, ROW_NUMBER() OVER (ORDER BY c.location) AS rn
+            FROM (SELECT DISTINCT * FROM _candidates) AS c
+            WHERE NOT EXISTS (
+                SELECT 1 FROM raw_dicom_instance k
+                WHERE k.location = c.location AND k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns)
+              AND NOT EXISTS (
+                SELECT 1 FROM raw_harvest_error k
+                WHERE k.location = c.location AND k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns)
+            """
+        )
+        total = self.con.execute("SELECT COUNT(DISTINCT location) FROM _candidates").fetchone()[0]
+        changed = self.con.execute("SELECT COUNT(*) FROM _pending").fetchone()[0]
+        return changed, total - changed
+
+    def _stage(self, batch: list[FileRef]) -> None:
+        if not batch:
+            return
+        table = pa.table(
+            {
+                "location": [f.location for f in batch],
+                "file_size": pa.array([f.file_size for f in batch], pa.int64()),
+                "file_mtime_ns": pa.array([f.file_mtime_ns for f in batch], pa.int64()),
+            }
+        )
+        self.con.register("_stage_batch", table)
+        self.con.execute("INSERT INTO _candidates SELECT * FROM _stage_batch")
+        self.con.unregister("_stage_batch")
+
+    def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
+        start = 0
+        while True:
+            rows = self.con.execute(
+                "SELECT location, file_size, file_mtime_ns FROM _pending WHERE rn > ? AND rn <= ? ORDER BY rn",
+                [start, start + chunk_size],
+            ).fetchall()
+            if not rows:
+                return
+            yield [FileRef(*row) for row in rows]
+            start += chunk_size
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def write_batch(self, run_id: str, instances: list[dict[str, Any]], errors: list[dict[str, Any]]) -> BatchResult:
+        result = BatchResult()
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.register("_instances", to_arrow(instances, RAW_TABLES["raw_dicom_instance"]))
+            con.register("_errors", to_arrow(errors, RAW_TABLES["raw_harvest_error"]))
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _locations AS "
+                "SELECT location FROM _instances UNION SELECT location FROM _errors"
+            )
+            stale = con.execute(
+                "SELECT DISTINCT series_instance_uid FROM raw_dicom_instance "
+                "WHERE location IN (SELECT location FROM _locations)"
+            ).fetchall()
+            result.stale_series = {row[0] for row in stale}
+            result.instances_updated = con.execute(
+                "SELECT COUNT(*) FROM raw_dicom_instance WHERE location IN (SELECT location FROM _instances)"
+            ).fetchone()[0]
+            con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _locations)")
+            con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _locations)")
+            duplicates = self._duplicate_sop_instances(run_id)
+            con.execute(
+                "INSERT INTO raw_harvest_error BY NAME "
+                "SELECT * FROM _errors UNION ALL BY NAME SELECT * FROM _duplicates"
+            )
+            con.execute(
+                "INSERT INTO raw_dicom_instance BY NAME SELECT * FROM _instances "
+                "WHERE location NOT IN (SELECT location FROM _duplicates)"
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for view in ("_instances", "_errors"):
+                con.unregister(view)
+        result.errors = len(errors) + duplicates
+        result.instances_added = len(instances) - duplicates - result.instances_updated
+        return result
+
+    def _duplicate_sop_instances(self, run_id: str) -> int:
+        """A SOP Instance UID already harvested from another file (or twice in this batch) is an error row."""
+        self.con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _duplicates AS
+            WITH batch AS (
+                SELECT location, file_size, file_mtime_ns, sop_instance_uid,
+                       FIRST_VALUE(location) OVER (PARTITION BY sop_instance_uid ORDER BY location) AS first_location
+                FROM _instances
+            ),
+            earlier AS (
+                SELECT sop_instance_uid, MIN(location) AS location
+                FROM raw_dicom_instance
+                WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM batch)
+                GROUP BY sop_instance_uid
+            ),
+            clash AS (
+                SELECT b.location, b.file_size, b.file_mtime_ns, b.sop_instance_uid,
+                       COALESCE(e.location, b.first_location) AS kept_location
+                FROM batch b
+                LEFT JOIN earlier e ON e.sop_instance_uid = b.sop_instance_uid
+                WHERE e.location IS NOT NULL OR b.location <> b.first_location
+            )
+            SELECT location, file_size, file_mtime_ns,
+                   'DuplicateSOPInstanceUID' AS error_class,
+                   'SOPInstanceUID ' || sop_instance_uid || ' is already harvested from ' || kept_location AS message,
+                   ? AS run_id, CURRENT_TIMESTAMP::TIMESTAMP AS recorded_at
+            FROM clash
+            """,
+            [run_id],
+        )
+        return self.con.execute("SELECT COUNT(*) FROM _duplicates").fetchone()[0]
+
+    def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _stale_series AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
+                [sorted(stale_series)],
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _touched AS "
+                + touched_series_sql("raw_dicom_instance", "$run_id", "_stale_series"),
+                {"run_id": run_id},
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _new_series AS "
+                + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "$run_id"),
+                {"run_id": run_id},
+            )
+            updated = con.execute(
+                "SELECT COUNT(*) FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _new_series)"
+            ).fetchone()[0]
+            added = con.execute("SELECT COUNT(*) FROM _new_series").fetchone()[0] - updated
+            con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
+            con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
+            con.execute(drop_stale_header_json_sql("raw_dicom_instance", "raw_dicom_series", "$run_id"), {"run_id": run_id})
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return added, updated
+
+    def series_without_header(self) -> list[tuple[str, str]]:
+        return self.con.execute(
+            "SELECT series_instance_uid, representative_location FROM raw_dicom_series "
+            "WHERE representative_header_json IS NULL ORDER BY 1"
+        ).fetchall()
+
+    def set_series_headers(self, headers: dict[str, str | None]) -> None:
+        self.con.executemany(
+            "UPDATE raw_dicom_series SET representative_header_json = ? WHERE series_instance_uid = ?",
+            [(text, uid) for uid, text in headers.items()],
+        )
+
+    def record_run(self, run: HarvestRun) -> None:
+        self.con.register("_run", to_arrow([run.as_row()], RAW_TABLES["raw_harvest_run"]))
+        self.con.execute("INSERT OR REPLACE INTO raw_harvest_run BY NAME SELECT * FROM _run")
+        self.con.unregister("_run")
+
+    def close(self) -> None:
+        self.con.close()

@@ -1,0 +1,84 @@
+"""Raw table schemas in logical types; each warehouse writer maps them to its own SQL types."""
+
+from __future__ import annotations
+
+from extractor.harvest.attributes import HARVESTED_ATTRIBUTES
+
+Column = tuple[str, str]  # (name, logical type: STRING | INT64 | FLOAT64 | TIMESTAMP)
+
+
+def _attribute_columns(series_only: bool) -> list[Column]:
+    return [
+        (a.column, "INT64" if a.sql_type == "INTEGER" else "STRING")
+        for a in HARVESTED_ATTRIBUTES
+        if a.series_level or not series_only
+    ]
+
+
+RAW_DICOM_INSTANCE: list[Column] = [
+    ("location", "STRING"),  # primary key: a path or URL
+    ("file_size", "INT64"),
+    ("file_mtime_ns", "INT64"),
+    ("transfer_syntax_uid", "STRING"),
+    ("pixel_data_offset", "INT64"),  # byte offset of (7FE0,0010); NULL when absent
+    ("acquisition_datetime", "TIMESTAMP"),  # parsed from AcquisitionDateTime, else date + time
+    ("header_json", "STRING"),  # DICOM JSON of the header for one instance per series, else NULL
+    ("run_id", "STRING"),
+    ("harvested_at", "TIMESTAMP"),
+    *_attribute_columns(series_only=False),
+]
+
+RAW_DICOM_SERIES: list[Column] = [
+    ("series_instance_uid", "STRING"),  # primary key
+    *[c for c in _attribute_columns(series_only=True)],
+    ("instance_count", "INT64"),  # distinct SOP instances
+    ("file_count", "INT64"),
+    ("total_bytes", "INT64"),
+    ("first_acquisition_datetime", "TIMESTAMP"),
+    ("last_acquisition_datetime", "TIMESTAMP"),
+    ("conflicting_attributes", "STRING"),  # comma-separated columns whose values differ inside the series
+    ("representative_location", "STRING"),
+    ("representative_header_json", "STRING"),  # DICOM JSON, bulk data left out
+    ("first_run_id", "STRING"),
+    ("last_run_id", "STRING"),
+    ("updated_at", "TIMESTAMP"),
+]
+
+RAW_HARVEST_ERROR: list[Column] = [
+    ("location", "STRING"),  # primary key
+    ("file_size", "INT64"),
+    ("file_mtime_ns", "INT64"),
+    ("error_class", "STRING"),
+    ("message", "STRING"),
+    ("run_id", "STRING"),
+    ("recorded_at", "TIMESTAMP"),
+]
+
+RAW_HARVEST_RUN: list[Column] = [
+    ("run_id", "STRING"),  # primary key
+    ("started_at", "TIMESTAMP"),
+    ("ended_at", "TIMESTAMP"),
+    ("sources", "STRING"),
+    ("status", "STRING"),  # running | completed | failed
+    ("files_seen", "INT64"),
+    ("files_unchanged", "INT64"),
+    ("instances_added", "INT64"),
+    ("instances_updated", "INT64"),
+    ("errors", "INT64"),
+    ("series_added", "INT64"),
+    ("series_updated", "INT64"),
+]
+
+RAW_TABLES: dict[str, list[Column]] = {
+    "raw_dicom_instance": RAW_DICOM_INSTANCE,
+    "raw_dicom_series": RAW_DICOM_SERIES,
+    "raw_harvest_error": RAW_HARVEST_ERROR,
+    "raw_harvest_run": RAW_HARVEST_RUN,
+}
+PRIMARY_KEYS = {
+    "raw_dicom_instance": "location",
+    "raw_dicom_series": "series_instance_uid",
+    "raw_harvest_error": "location",
+    "raw_harvest_run": "run_id",
+}
+SERIES_ATTRIBUTE_COLUMNS = [name for name, _ in _attribute_columns(series_only=True) if name != "series_instance_uid"]

@@ -1,0 +1,95 @@
+"""The rule that turns instance rows into one raw_dicom_series row, as SQL both DuckDB and BigQuery run.
+
+Only functions both engines share are used (CONCAT, RTRIM, NULLIF, SUBSTR, COUNT DISTINCT).
+"""
+
+from __future__ import annotations
+
+from extractor.harvest.attributes import PATIENT_CONSISTENCY_COLUMNS
+from extractor.warehouse.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUMNS
+
+
+def new_series_rows_sql(instance: str, series: str, touched: str, run_id_param: str) -> str:
+    """SELECT of the rebuilt series rows for the series listed in the `touched` subquery/table.
+
+    The representative instance is the lowest location among those that carry a header JSON
+    (the harvester writes one per series), else the lowest location.
+    """
+    conflicts = ", ".join(
+        f"CASE WHEN COUNT(DISTINCT i.{c}) > 1 THEN '{c},' ELSE '' END" for c in PATIENT_CONSISTENCY_COLUMNS
+    )
+    attributes = ", ".join(f"r.{c}" for c in SERIES_ATTRIBUTE_COLUMNS)
+    columns = [name for name, _ in RAW_DICOM_SERIES]
+    return f"""
+WITH stats AS (
+    SELECT
+        i.series_instance_uid,
+        SUBSTR(MIN(CONCAT(CASE WHEN i.header_json IS NULL THEN '1' ELSE '0' END, i.location)), 2)
+            AS representative_location,
+        COUNT(DISTINCT i.sop_instance_uid) AS instance_count,
+        COUNT(*) AS file_count,
+        SUM(i.file_size) AS total_bytes,
+        MIN(i.acquisition_datetime) AS first_acquisition_datetime,
+        MAX(i.acquisition_datetime) AS last_acquisition_datetime,
+        NULLIF(RTRIM(CONCAT({conflicts}), ','), '') AS conflicting_attributes
+    FROM {instance} AS i
+    WHERE i.series_instance_uid IN (SELECT series_instance_uid FROM {touched})
+    GROUP BY i.series_instance_uid
+)
+SELECT {", ".join(columns)} FROM (
+    SELECT
+        s.series_instance_uid,
+        {attributes},
+        s.instance_count,
+        s.file_count,
+        s.total_bytes,
+        s.first_acquisition_datetime,
+        s.last_acquisition_datetime,
+        s.conflicting_attributes,
+        s.representative_location,
+        COALESCE(old.representative_header_json, r.header_json) AS representative_header_json,
+        COALESCE(old.first_run_id, {run_id_param}) AS first_run_id,
+        {run_id_param} AS last_run_id,
+        CURRENT_TIMESTAMP AS updated_at
+    FROM stats AS s
+    JOIN {instance} AS r ON r.location = s.representative_location
+    LEFT JOIN {series} AS old ON old.series_instance_uid = s.series_instance_uid
+)
+"""
+
+
+def touched_series_sql(instance: str, run_id_param: str, stale: str) -> str:
+    """Series that gained or changed an instance in this run, plus those that lost one."""
+    return f"""
+SELECT DISTINCT series_instance_uid FROM {instance} WHERE run_id = {run_id_param}
+UNION DISTINCT
+SELECT series_instance_uid FROM {stale}
+"""
+
+
+def stale_header_json_locations_sql(instance: str, series: str, run_id_param: str) -> str:
+    """Locations written in this run that carry a header JSON but are no series' representative."""
+    return f"""
+SELECT location FROM {instance}
+WHERE run_id = {run_id_param} AND header_json IS NOT NULL
+  AND location NOT IN (SELECT representative_location FROM {series} WHERE representative_location IS NOT NULL)
+"""
+
+
+def drop_stale_header_json_sql(instance: str, series: str, run_id_param: str) -> str:
+    """Keep the header JSON only on each series' representative instance."""
+    return f"""
+UPDATE {instance} SET header_json = NULL
+WHERE location IN ({stale_header_json_locations_sql(instance, series, run_id_param)})
+"""
+
+
+def drop_stale_header_json_merge_sql(instance: str, series: str, run_id_param: str) -> str:
+    """The same as `drop_stale_header_json_sql`, as a MERGE: for engines without UPDATE
+    (the BigQuery emulator used in the tests accepts MERGE but not UPDATE or DELETE)."""
+    return f"""
+MERGE INTO {instance} AS t
+USING ({stale_header_json_locations_sql(instance, series, run_id_param)}) AS s
+ON t.location = s.location
+WHEN MATCHED THEN UPDATE SET header_json = NULL
+"""
