@@ -12,6 +12,7 @@ really is truncated", used where the fast reader and pydicom may legitimately di
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import io
 import random
@@ -497,6 +498,19 @@ CORPUS_BUILDERS: tuple[Callable[[Path], list[BadFile]], ...] = (
 )
 
 
+def quietly(builder: Callable[[Path], list[BadFile]]) -> Callable[[Path], list[BadFile]]:
+    """pydicom warns about every invalid value it is asked to write; here they are the point."""
+
+    @functools.wraps(builder)
+    def wrapper(folder: Path) -> list[BadFile]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return builder(folder)
+
+    return wrapper
+
+
+@quietly
 def build_corpus(folder: Path) -> list[BadFile]:
     """Every bad input the harvest issue names, in one folder."""
     files = [bad for builder in CORPUS_BUILDERS for bad in builder(folder)]
@@ -507,6 +521,7 @@ def build_corpus(folder: Path) -> list[BadFile]:
 # --- truncations only pydicom (the general reader) sees ------------------------------------
 
 
+@quietly
 def build_fallback_truncations(folder: Path) -> list[BadFile]:
     """Truncated files whose encoding sends the reader to pydicom, or that cut an element header
     short: each must still become a TruncatedHeader error row and never abort the run."""
@@ -544,6 +559,7 @@ def build_fallback_truncations(folder: Path) -> list[BadFile]:
 # --- encodings that lie about themselves (pydicom copes; the harvest must too) -------------
 
 
+@quietly
 def build_mislabelled(folder: Path) -> list[BadFile]:
     out = []
     ds = renew_uids(load("CT_small.dcm"), "explicit-under-implicit")

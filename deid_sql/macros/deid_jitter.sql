@@ -8,7 +8,7 @@
 
 {% macro deid_jitter_max(max_days=none) -%}
   {%- set r = max_days if max_days is not none else var('jitter_days_max', 30) -%}
-  {%- if (r | string | trim) is not match('^[0-9]+$') or (r | int) < 1 -%}
+  {%- if not modules.re.fullmatch('[0-9]+', r | string | trim) or (r | int) < 1 -%}
     {{ exceptions.raise_compiler_error("deid: jitter_days_max must be an integer >= 1 (jitter is never 0), got " ~ r) }}
   {%- endif -%}
   {{ return(r | int) }}

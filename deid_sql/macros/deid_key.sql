@@ -33,5 +33,5 @@ chr(0)
 {%- endmacro %}
 
 {% macro bigquery__deid_nul_char() -%}
-CODE_POINTS_TO_STRING([0])
+'\x00'
 {%- endmacro %}

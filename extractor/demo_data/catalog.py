@@ -152,8 +152,8 @@ TEMPLATES: dict[str, StudyTemplate] = {
         StudyTemplate(
             "CT_CHEST", ("CT",), "CT", "CT CHEST W CONTRAST", "CHEST", "RAD", "CTCHWC",
             (
-                _series("AXIAL 5.0 STND", "CHEST ROUTINE", 5, 7, slice_thickness=5.0),
-                _series("AXIAL 0.625 LUNG", "CHEST ROUTINE", 8, 12, slice_thickness=0.625),
+                _series("AXIAL 5.0 STND", "CHEST ROUTINE", 5, 6, slice_thickness=5.0),
+                _series("AXIAL 0.625 LUNG", "CHEST ROUTINE", 5, 7, slice_thickness=0.625),
             ),
             contrast=True,
         ),
@@ -162,7 +162,7 @@ TEMPLATES: dict[str, StudyTemplate] = {
             "CTCAWC",
             (
                 _series("AXIAL 5.0 SOFT TISSUE", "CHEST ABD PORTAL", 5, 6, slice_thickness=5.0),
-                _series("AXIAL 1.0 LUNG", "CHEST ABD PORTAL", 8, 10, slice_thickness=1.0),
+                _series("AXIAL 1.0 LUNG", "CHEST ABD PORTAL", 5, 7, slice_thickness=1.0),
             ),
             synthea_concepts=(4302356,),
             contrast=True,
@@ -171,41 +171,41 @@ TEMPLATES: dict[str, StudyTemplate] = {
             "CT_HEAD", ("CT",), "CT", "CT HEAD WO CONTRAST", "HEAD", "RAD", "CTHDWO",
             (
                 _series("AXIAL 5MM BRAIN", "HEAD ROUTINE", 5, 6, slice_thickness=5.0),
-                _series("AXIAL 0.625 BONE", "HEAD ROUTINE", 6, 8, slice_thickness=0.625),
+                _series("AXIAL 0.625 BONE", "HEAD ROUTINE", 5, 7, slice_thickness=0.625),
             ),
         ),
         StudyTemplate(
             "CT_ABDOMEN", ("CT",), "CT", "CT ABDOMEN PELVIS W CONTRAST", "ABDOMEN", "RAD", "CTAPWC",
-            (_series("AXIAL 3.0 PORTAL VENOUS", "ABD PELVIS PORTAL", 6, 9, slice_thickness=3.0),),
+            (_series("AXIAL 3.0 PORTAL VENOUS", "ABD PELVIS PORTAL", 5, 8, slice_thickness=3.0),),
             contrast=True,
         ),
         StudyTemplate(
             "MR_BRAIN", ("MR",), "MR", "MR BRAIN WO CONTRAST", "BRAIN", "RAD", "MRBRWO",
             (
-                _series("AX T2 FSE", "BRAIN ROUTINE", 4, 6, slice_thickness=5.0),
-                _series("SAG T1 MPRAGE", "BRAIN VOLUMETRY", 5, 8, slice_thickness=1.0),
+                _series("AX T2 FSE", "BRAIN ROUTINE", 4, 5, slice_thickness=5.0),
+                _series("SAG T1 MPRAGE", "BRAIN VOLUMETRY", 4, 6, slice_thickness=1.0),
             ),
             synthea_concepts=(44784284,),
         ),
         StudyTemplate(
             "MR_KNEE", ("MR",), "MR", "MR KNEE WO CONTRAST", "KNEE", "RAD", "MRKNWO",
             (
-                _series("COR PD FS", "KNEE ROUTINE", 4, 6, slice_thickness=3.0),
+                _series("COR PD FS", "KNEE ROUTINE", 4, 5, slice_thickness=3.0),
                 _series("SAG T2 FS", "KNEE ROUTINE", 4, 5, slice_thickness=3.0),
             ),
         ),
         StudyTemplate(
             "MR_LSPINE", ("MR",), "MR", "MR LUMBAR SPINE WO CONTRAST", "LSPINE", "RAD", "MRLSWO",
-            (_series("SAG T2 TSE", "LSPINE ROUTINE", 4, 7, slice_thickness=4.0),),
+            (_series("SAG T2 TSE", "LSPINE ROUTINE", 4, 6, slice_thickness=4.0),),
         ),
         StudyTemplate(
             "US_ABDOMEN", ("US",), "US", "US ABDOMEN RUQ", "ABDOMEN", "RAD", "USABRUQ",
-            (_series("ABDOMEN", "ABDOMEN", 2, 3),),
+            (_series("ABDOMEN", "ABDOMEN", 1, 3),),
             synthea_concepts=(42535580,),
         ),
         StudyTemplate(
             "US_OB", ("US",), "US", "US OB FETAL VIABILITY", "PELVIS", "OB", "USOBVIA",
-            (_series("OB", "OB 1ST TRIMESTER", 1, 3),),
+            (_series("OB", "OB 1ST TRIMESTER", 1, 2),),
             synthea_concepts=(4060626, 4150653),
         ),
         StudyTemplate(
@@ -239,7 +239,7 @@ TEMPLATE_BY_SYNTHEA_CONCEPT: dict[int, StudyTemplate] = {
 # modality appears even in a small archive.
 ROTATION: tuple[str, ...] = (
     "CT_CHEST", "MR_BRAIN", "US_ECHO", "PT_WHOLEBODY", "XR_CHEST", "CT_HEAD", "US_ABDOMEN",
-    "MR_KNEE", "CT_ABDOMEN", "XR_KNEE", "US_ECHO", "CT_CHEST_ABDOMEN", "MR_LSPINE", "US_OB",
+    "MR_KNEE", "XR_KNEE", "US_OB", "XR_ANKLE", "MR_LSPINE", "CT_ABDOMEN", "XR_WRIST",
 )
 
 # Outside films brought by the patient and digitized at the main site: images no order asked for.

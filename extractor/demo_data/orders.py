@@ -55,7 +55,7 @@ FEATURE_PROBABILITY: dict[str, float] = {
     "referrer_sequence": 0.5,  # ReferringPhysicianIdentificationSequence, two levels deep
     "patient_contact": 0.6,  # PatientAddress and PatientTelephoneNumbers
     "sr": 0.35,  # a Basic Text SR report instance
-    "pdf": 0.15,  # a scanned requisition as encapsulated PDF
+    "pdf": 0.1,  # a scanned requisition as encapsulated PDF
     "key_images": 0.3,  # a secondary capture with burned-in annotation
 }
 FEATURE_MODALITIES: dict[str, tuple[str, ...]] = {

@@ -15,7 +15,7 @@ import pydicom
 from PIL import Image, ImageDraw, ImageFont
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
-ECHO_FRAMES = 8
+ECHO_FRAMES = 6
 TEXT_LINE_HEIGHT = 12
 TEXT_MARGIN = 4
 
@@ -52,7 +52,7 @@ def _ultrasound_frame() -> np.ndarray:
 @cache
 def _echo_frames() -> np.ndarray:
     # JPEG baseline, decoded by Pillow to RGB
-    frames = read_base("examples_ybr_color.dcm").pixel_array[:ECHO_FRAMES].copy()  # (8, 240, 320, 3)
+    frames = read_base("examples_ybr_color.dcm").pixel_array[:ECHO_FRAMES].copy()  # (6, 240, 320, 3)
     frames[:, :34, :66, :] = 0  # the vendor's patient label
     return frames
 

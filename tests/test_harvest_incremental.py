@@ -1,0 +1,251 @@
+"""Incremental re-runs of the harvest on real files, and a harvest of pydicom's whole test-file folder.
+
+The archive is 21 real files from pydicom's dicomdirtests folder (one CT patient with two CT
+series, one CR/CT patient with four series, one MR series of seven images). Each step changes
+the archive the way an archive changes (new images of a series, a rewritten file, a file that
+moves to another series) and checks what the next run did and what the tables hold.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from bad_dicom import TEST_FILES, truncation_reason
+from extractor.harvest.pipeline import harvest
+from extractor.warehouse.base import HarvestRun
+from extractor.warehouse.duckdb_writer import DuckDBRawWarehouse
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+SOURCES = ("dicomdirtests/98892001", "dicomdirtests/77654033", "dicomdirtests/98892003/MR700")
+
+
+class Archive:
+    def __init__(self, root: Path, db: Path) -> None:
+        self.root = root
+        self.warehouse = DuckDBRawWarehouse(db)
+        self.runs: list[HarvestRun] = []
+
+    def harvest(self) -> HarvestRun:
+        run = harvest([str(self.root)], self.warehouse, workers=2, progress=False)
+        self.runs.append(run)
+        return run
+
+    def table(self, name: str, order: str) -> list[dict[str, Any]]:
+        cursor = self.warehouse.con.execute(f"SELECT * FROM {name} ORDER BY {order}")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        return {r["location"]: r for r in self.table("raw_dicom_instance", "location")}
+
+    def series(self) -> dict[str, dict[str, Any]]:
+        return {r["series_instance_uid"]: r for r in self.table("raw_dicom_series", "series_instance_uid")}
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.root.rglob("*") if p.is_file())
+
+
+def rewrite(path: Path, target: Path | None = None, **changes: Any) -> Path:
+    """Rewrite a file (or write a changed copy) and move its mtime forward so the change is visible."""
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    if "SOPInstanceUID" in changes:
+        ds.file_meta.MediaStorageSOPInstanceUID = changes["SOPInstanceUID"]
+    target = target or path
+    old_mtime = path.stat().st_mtime_ns
+    ds.save_as(target, enforce_file_format=True)
+    os.utime(target, ns=(old_mtime + 5_000_000_000, old_mtime + 5_000_000_000))
+    return target
+
+
+def snapshot(archive: Archive) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "raw_dicom_instance": archive.table("raw_dicom_instance", "location"),
+        "raw_dicom_series": archive.table("raw_dicom_series", "series_instance_uid"),
+        "raw_harvest_error": archive.table("raw_harvest_error", "location"),
+    }
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
+    base = tmp_path_factory.mktemp("incremental")
+    root = base / "archive"
+    for source in SOURCES:
+        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
+    archive = Archive(root, base / "id.duckdb")
+    yield archive
+    archive.warehouse.close()
+
+
+def series_of(archive: Archive, path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
+
+
+# The steps below run in order on one archive (module-scoped fixture); each checks one change.
+
+
+def test_first_run_harvests_every_file(archive: Archive) -> None:
+    files = archive.files()
+    assert len(files) == 21
+    run = archive.harvest()
+    assert (run.status, run.files_seen, run.files_unchanged) == ("completed", 21, 0)
+    assert (run.instances_added, run.instances_updated, run.errors) == (21, 0, 0)
+    series = archive.series()
+    assert run.series_added == len(series) == 7 and run.series_updated == 0
+    assert set(archive.instances()) == {str(p) for p in files}
+    for uid, row in series.items():
+        members = [p for p in files if series_of(archive, p) == uid]
+        assert row["instance_count"] == row["file_count"] == len(members)
+        assert row["total_bytes"] == sum(p.stat().st_size for p in members)
+
+
+def test_second_run_sees_everything_unchanged_and_changes_nothing(archive: Archive) -> None:
+    before = snapshot(archive)
+    run = archive.harvest()
+    assert (run.status, run.files_seen, run.files_unchanged) == ("completed", 21, 21)
+    assert (run.instances_added, run.instances_updated, run.errors, run.series_added, run.series_updated) == (0, 0, 0, 0, 0)
+    assert snapshot(archive) == before
+
+
+def test_new_instances_update_their_series_without_duplicating_it(archive: Archive) -> None:
+    mr_folder = archive.root / "dicomdirtests_98892003_MR700"
+    template = sorted(mr_folder.iterdir())[0]
+    uid = series_of(archive, template)
+    before = archive.series()[uid]
+    series_count = len(archive.series())
+    added = [
+        rewrite(template, mr_folder / f"new{i}", SOPInstanceUID=pydicom.uid.generate_uid(entropy_srcs=["incremental", str(i)]), InstanceNumber=100 + i)
+        for i in (1, 2)
+    ]
+    run = archive.harvest()
+    assert (run.files_seen, run.files_unchanged) == (23, 21)
+    assert (run.instances_added, run.instances_updated, run.errors) == (2, 0, 0)
+    assert (run.series_added, run.series_updated) == (0, 1)
+    after = archive.series()
+    assert len(after) == series_count
+    assert archive.warehouse.con.execute("SELECT COUNT(*) FROM raw_dicom_series WHERE series_instance_uid = ?", [uid]).fetchone()[0] == 1
+    row = after[uid]
+    assert row["instance_count"] == before["instance_count"] + 2
+    assert row["file_count"] == before["file_count"] + 2
+    assert row["total_bytes"] == before["total_bytes"] + sum(p.stat().st_size for p in added)
+    assert row["first_run_id"] == before["first_run_id"] and row["last_run_id"] == run.run_id
+    others = {k: v for k, v in after.items() if k != uid}
+    assert all(v["last_run_id"] == archive.runs[0].run_id for v in others.values())
+
+
+def test_a_rewritten_file_is_reharvested_alone(archive: Archive) -> None:
+    target = archive.root / "dicomdirtests_77654033" / "CT2" / "17106"
+    before = archive.instances()
+    assert before[str(target)]["instance_number"] == "18"
+    rewrite(target, InstanceNumber=999, InstitutionName="Rewritten Hospital")
+    run = archive.harvest()
+    assert (run.files_seen, run.files_unchanged) == (23, 22)
+    assert (run.instances_added, run.instances_updated, run.errors) == (0, 1, 0)
+    assert (run.series_added, run.series_updated) == (0, 1)
+    after = archive.instances()
+    row = after[str(target)]
+    assert (row["instance_number"], row["institution_name"]) == ("999", "Rewritten Hospital")
+    assert row["file_mtime_ns"] == target.stat().st_mtime_ns and row["run_id"] == run.run_id
+    unchanged = {k: v for k, v in after.items() if k != str(target)}
+    assert unchanged == {k: v for k, v in before.items() if k != str(target)}
+    series = archive.series()[row["series_instance_uid"]]
+    assert series["instance_count"] == 4 and series["conflicting_attributes"] is None
+
+
+def test_a_file_moved_to_another_series_updates_both(archive: Archive) -> None:
+    moving = archive.root / "dicomdirtests_98892001" / "CT2N" / "6924"
+    source_uid = series_of(archive, moving)
+    target_uid = series_of(archive, archive.root / "dicomdirtests_98892001" / "CT5N" / "2062")
+    before = archive.series()
+    old_size = moving.stat().st_size
+    rewrite(moving, SeriesInstanceUID=target_uid)
+    run = archive.harvest()
+    assert (run.instances_added, run.instances_updated, run.errors) == (0, 1, 0)
+    assert (run.series_added, run.series_updated) == (0, 2)
+    after = archive.series()
+    assert len(after) == len(before)
+    assert after[source_uid]["instance_count"] == before[source_uid]["instance_count"] - 1
+    assert after[target_uid]["instance_count"] == before[target_uid]["instance_count"] + 1
+    assert after[source_uid]["total_bytes"] + after[target_uid]["total_bytes"] == (
+        before[source_uid]["total_bytes"] + before[target_uid]["total_bytes"] - old_size + moving.stat().st_size
+    )
+    assert archive.instances()[str(moving)]["series_instance_uid"] == target_uid
+    assert after[target_uid]["conflicting_attributes"] is None  # same patient and study
+
+
+def test_run_table_has_one_completed_row_per_run_matching_the_returned_record(archive: Archive) -> None:
+    rows = {r["run_id"]: r for r in archive.table("raw_harvest_run", "started_at")}
+    assert len(rows) == len(archive.runs) == 5
+    for run in archive.runs:
+        row = rows[run.run_id]
+        assert row["status"] == "completed"
+        assert row["ended_at"] is not None and row["ended_at"] >= row["started_at"]
+        for field in ("files_seen", "files_unchanged", "instances_added", "instances_updated", "errors", "series_added", "series_updated"):
+            assert row[field] == getattr(run, field), (run.run_id, field)
+    assert len(archive.instances()) == 23
+
+
+# --- pydicom's whole test-file folder against an independent count ------------------------
+
+
+def independent_sop_instance_uids(folder: Path) -> set[str]:
+    """The SOP instances a harvest of `folder` must hold, found with pydicom alone.
+
+    Every file is read with `pydicom.dcmread(force=True)`; counted are the distinct
+    SOPInstanceUIDs of files that pydicom can read, that are not a DICOMDIR (media storage or
+    SOP class 1.2.840.10008.1.3.10), that carry non-empty SOP Instance, Series Instance and Study
+    Instance UIDs, and that are not truncated (`truncation_reason`: a value shorter than declared,
+    an undefined-length value without its delimiter, a cut element header). A UID held by two
+    files counts once: the harvest keeps one and records the other as a duplicate.
+    """
+    uids: set[str] = set()
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+                sop_class = str(ds.get("SOPClassUID", "") or "")
+                media_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+                sop, series, study = (str(ds.get(k, "") or "").strip(" \0") for k in ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"))
+            except Exception:  # noqa: BLE001 - unreadable by pydicom: not an instance
+                continue
+        if DICOMDIR_SOP_CLASS in (sop_class, media_class):
+            continue
+        if not (sop and series and study):
+            continue
+        if truncation_reason(data):
+            continue
+        uids.add(sop)
+    return uids
+
+
+def test_harvest_of_pydicoms_test_files_matches_an_independent_count(tmp_path: Path) -> None:
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    run = harvest([str(TEST_FILES)], warehouse, workers=2, progress=False)
+    files = [p for p in TEST_FILES.rglob("*") if p.is_file()]
+    harvested = {r[0] for r in warehouse.con.execute("SELECT sop_instance_uid FROM raw_dicom_instance").fetchall()}
+    instance_rows = warehouse.con.execute("SELECT COUNT(*) FROM raw_dicom_instance").fetchone()[0]
+    error_rows = warehouse.con.execute("SELECT COUNT(*) FROM raw_harvest_error").fetchone()[0]
+    classes = dict(warehouse.con.execute("SELECT error_class, COUNT(*) FROM raw_harvest_error GROUP BY 1").fetchall())
+    warehouse.close()
+
+    expected = independent_sop_instance_uids(TEST_FILES)
+    assert run.status == "completed" and run.files_seen == len(files)
+    assert instance_rows + error_rows == len(files)
+    assert instance_rows == len(harvested)  # one row per SOP instance
+    assert harvested == expected, (sorted(harvested - expected), sorted(expected - harvested))
+    assert len(expected) > 100
+    assert classes.get("DICOMDIR") == len(list(TEST_FILES.rglob("DICOMDIR*")))
+    assert classes.get("DuplicateSOPInstanceUID", 0) > 0  # e.g. MR_small and its re-encodings share one UID

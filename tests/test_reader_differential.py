@@ -1,0 +1,129 @@
+"""Differential test of the harvest reader: the fast byte walker against pydicom.
+
+For every file under pydicom's bundled test_files folder (recursively) and every file of the
+bad-input corpus (tests/bad_dicom.py), `read_instance` (fast path, falling back to pydicom) is
+compared with the pydicom reference (`_read_general` + `_check_row`: `pydicom.dcmread(...,
+stop_before_pixels=True, force=True)` turned into a row).
+
+- both succeed: every harvested column is equal (pixel_data_offset aside, which pydicom's
+  header-only read does not know; where the fast path reports it, it must be where pydicom's
+  full parse finds the (7FE0,0010) tag);
+- both fail: with the same error class (a zero-byte file is EmptyFile for the fast path);
+- they differ: only when the fast path reports TruncatedHeader / TruncatedPixelData for a file
+  that `truncation_reason` (pydicom only) confirms really is truncated.
+Anything else the fast path raises, other than HarvestError, is a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bad_dicom import (
+    TEST_FILES,
+    build_corpus,
+    build_fallback_truncations,
+    build_mislabelled,
+    pydicom_pixel_data_offset,
+    truncation_reason,
+)
+from extractor.harvest.reader import HarvestError, _check_row, _read_general, read_instance
+
+TRUNCATION_CLASSES = {"TruncatedHeader", "TruncatedPixelData"}
+
+# The corpus is written once, at collection, so that every file is its own test id.
+_CORPUS_DIR = tempfile.TemporaryDirectory(prefix="imgomop-differential-")
+_CORPUS_ROOT = Path(_CORPUS_DIR.name)
+CORPUS = (
+    build_corpus(_CORPUS_ROOT / "corpus")
+    + build_fallback_truncations(_CORPUS_ROOT / "fallback")
+    + build_mislabelled(_CORPUS_ROOT / "mislabelled")
+)
+BUNDLED = sorted(p for p in TEST_FILES.rglob("*") if p.is_file())
+
+
+def fast(data: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", read_instance(io.BytesIO(data), len(data))
+    except HarvestError as exc:
+        return exc.error_class, exc.message
+    # any other exception propagates: read_instance must turn every bad input into HarvestError
+
+
+def reference(data: bytes) -> tuple[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            row = _read_general(io.BytesIO(data))
+            _check_row(row)
+            return "ok", row
+        except HarvestError as exc:
+            return exc.error_class, exc.message
+        except Exception as exc:  # noqa: BLE001 - pydicom itself gave up on the file
+            return "PydicomError", f"{type(exc).__name__}: {exc}"
+
+
+def compare(data: bytes, name: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast_outcome, fast_value = fast(data)
+    ref_outcome, ref_value = reference(data)
+
+    if fast_outcome == "ok" and ref_outcome == "ok":
+        fast_row = {k: v for k, v in fast_value.items() if k != "pixel_data_offset"}
+        ref_row = {k: v for k, v in ref_value.items() if k != "pixel_data_offset"}
+        differing = {k: (fast_row.get(k), ref_row.get(k)) for k in fast_row.keys() | ref_row.keys() if fast_row.get(k) != ref_row.get(k)}
+        assert not differing, f"{name}: columns differ (fast, pydicom): {differing}"
+        offset = fast_value.get("pixel_data_offset")
+        if offset is not None:
+            assert offset == pydicom_pixel_data_offset(data), f"{name}: pixel_data_offset {offset}"
+        return
+
+    if fast_outcome != "ok" and ref_outcome != "ok":
+        if fast_outcome == "EmptyFile":
+            assert data == b"" and ref_outcome == "NotDicom", name
+        elif fast_outcome in TRUNCATION_CLASSES and ref_outcome not in TRUNCATION_CLASSES:
+            assert truncation_reason(data), f"{name}: fast path says {fast_outcome} ({fast_value}) but the file is not truncated"
+        else:
+            assert fast_outcome == ref_outcome, f"{name}: fast {fast_outcome} ({fast_value}) vs pydicom {ref_outcome} ({ref_value})"
+        return
+
+    assert fast_outcome in TRUNCATION_CLASSES, (
+        f"{name}: fast path {fast_outcome} ({fast_value if fast_outcome != 'ok' else 'row'}) "
+        f"but pydicom {ref_outcome} ({ref_value if ref_outcome != 'ok' else 'row'})"
+    )
+    reason = truncation_reason(data)
+    assert reason, f"{name}: fast path says {fast_outcome} ({fast_value}) but pydicom finds the file complete"
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=[str(p.relative_to(TEST_FILES)) for p in BUNDLED])
+def test_bundled_test_file(path: Path) -> None:
+    compare(path.read_bytes(), str(path.relative_to(TEST_FILES)))
+
+
+@pytest.mark.parametrize("bad", CORPUS, ids=[b.case for b in CORPUS])
+def test_bad_corpus_file(bad) -> None:  # noqa: ANN001 - BadFile
+    compare(bad.path.read_bytes(), bad.case)
+
+
+def test_the_differential_covers_the_whole_bundled_folder() -> None:
+    assert len(BUNDLED) >= 170
+    assert {"CT_small.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm", "MR_truncated.dcm"} <= {p.name for p in BUNDLED}
+    assert any(p.parent.name == "dicomdirtests" for p in BUNDLED)
+
+
+@pytest.mark.parametrize("bad", CORPUS, ids=[b.case for b in CORPUS])
+def test_truncation_oracle_agrees_with_the_corpus_labels(bad) -> None:  # noqa: ANN001 - BadFile
+    """The oracle that licenses a disagreement must itself be right about the corpus."""
+    reason = truncation_reason(bad.path.read_bytes())
+    assert bool(reason) == bad.truncated, f"{bad.case}: oracle says {reason!r}"
+
+
+def test_truncation_oracle_on_the_bundled_files() -> None:
+    truncated = {str(p.relative_to(TEST_FILES)) for p in BUNDLED if truncation_reason(p.read_bytes())}
+    assert truncated == {"MR_truncated.dcm", "rtplan_truncated.dcm"}
