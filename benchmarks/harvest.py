@@ -1,16 +1,17 @@
 """Harvest throughput and memory: `imgomop harvest` side by side with a plain pydicom loop.
 
-    python benchmarks/harvest.py [--files 20000] [--workers N] [--profile auto|always|never]
+    python benchmarks/harvest.py [--files 20000] [--workers N] [--repeat 1] [--profile auto|always|never]
 
 In one run, on the same synthetic corpus (benchmarks/corpus.py) and a warm page cache:
   (a) baseline: one process looping `pydicom.dcmread(path, stop_before_pixels=True)` over every file;
-  (b) `imgomop harvest CORPUS --workers <cores>` into a fresh DuckDB warehouse;
+  (b) `imgomop harvest CORPUS --workers <os.cpu_count()>` into a fresh DuckDB warehouse;
   (c) `imgomop harvest CORPUS --workers 1` (the per-core figure without pool overheads);
-  (d) both harvests again on a 2,000-file subset of the same corpus, for peak memory.
-Each runs as its own subprocess. Printed: a table of files/s, MB/s, files/s per core and peak
-memory, and the ratios against the targets (harvest per core >= 5x the baseline; peak memory
-at the full corpus / at 2,000 files ~ 1.0x). The figures also go to benchmarks/out/harvest-<ts>.json.
-No timing is asserted anywhere; this script reports.
+  (d) both harvests again on a 2,000-file subset of the same corpus, for peak memory;
+  (e) `imgomop harvest` of an empty folder: the fixed cost (start-up, imports, warehouse set-up).
+Each runs as its own subprocess. Printed: a table of files/s, MB/s, files/s per core, files per
+CPU-second and peak memory, and the ratios against the targets (harvest per core >= 5x the
+baseline; peak memory at the full corpus / at 2,000 files ~ 1.0x). The figures also go to
+benchmarks/out/harvest-<timestamp>.json. No timing is asserted anywhere; this script reports.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ from corpus import build_corpus, sorted_files  # noqa: E402
 
 PER_CORE_TARGET = 5.0
 MB = 1_000_000
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 BASELINE_CODE = r"""
 import json, os, sys, time, warnings
 import pydicom
 warnings.simplefilter("ignore")
 root = sys.argv[1]
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 files = errors = 0
 for folder, subfolders, names in os.walk(root):
     subfolders.sort()
@@ -54,7 +55,8 @@ for folder, subfolders, names in os.walk(root):
         except Exception:
             errors += 1
         files += 1
-print(json.dumps({"files": files, "errors": errors, "loop_seconds": time.perf_counter() - started}))
+print(json.dumps({"files": files, "errors": errors, "loop_seconds": time.perf_counter() - started,
+                  "loop_cpu_seconds": time.process_time() - cpu_started}))
 """
 
 
@@ -63,15 +65,16 @@ print(json.dumps({"files": files, "errors": errors, "loop_seconds": time.perf_co
 
 @dataclass
 class Measured:
-    """One child process: wall time, exit code, output and peak memory."""
+    """One child process tree: wall and CPU time, exit code, output and peak memory."""
 
     wall_seconds: float
+    cpu_seconds: float  # user + system of the child and every descendant it waited for
     returncode: int
     stdout: str
     stderr: str
     max_rss_largest_process_mb: float  # wait4 ru_maxrss: the largest single process of the tree
-    peak_tree_rss_mb: float | None = None  # polled: sum of RSS over the process tree (counts shared pages per process)
-    peak_tree_pss_mb: float | None = None  # polled: sum of PSS (shared pages divided among sharers)
+    peak_tree_rss_mb: float | None = None  # polled: sum of RSS over the tree (shared pages counted per process)
+    peak_tree_pss_mb: float | None = None  # polled: sum of PSS (shared pages divided among the sharers)
     samples: int = 0
 
 
@@ -116,6 +119,8 @@ def _rss_pss_kb(pid: int) -> tuple[int, int]:
 
 
 class _TreePoller(threading.Thread):
+    """Samples the summed RSS and PSS of a process tree every `interval` seconds."""
+
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
@@ -125,7 +130,7 @@ class _TreePoller(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             rss = pss = 0
-            for p in _tree(self.pid):
+            for p in _tree(self.pid)[1:]:  # not the launcher itself
                 r, s = _rss_pss_kb(p)
                 rss, pss = rss + r, pss + s
             self.peak_rss_kb = max(self.peak_rss_kb, rss)
@@ -134,33 +139,59 @@ class _TreePoller(threading.Thread):
             self.stop.wait(self.interval)
 
 
-def run_measured(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> Measured:
+# A child's ru_maxrss counts the memory of the process it was forked from (the kernel carries the
+# pre-exec high-water mark over), so the measured command is started by this small launcher (python -S,
+# a few MB) rather than by the benchmark process itself; it reports its child's wait4 usage as JSON.
+LAUNCHER_CODE = r"""
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump({"maxrss": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime}, fh)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> Measured:
     """Run cmd to completion; peak memory from wait4 (largest process) and /proc polling (whole tree)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".json") as usage_file:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-        poller = _TreePoller(proc.pid) if Path("/proc").is_dir() else None
+        launcher = [sys.executable, "-S", "-c", LAUNCHER_CODE, usage_file.name, *cmd]
+        proc = subprocess.Popen(launcher, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+        poller = _TreePoller(proc.pid) if Path(f"/proc/{proc.pid}").exists() else None
         if poller:
             poller.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc.wait()
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if poller:
             poller.stop.set()
             poller.join()
         out.seek(0)
         err.seek(0)
-        rss_unit = 1024 if sys.platform != "darwin" else 1  # ru_maxrss is kB on Linux, bytes on macOS
+        usage = json.loads(usage_file.read() or '{"maxrss": 0, "cpu": 0}')
+        rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kB elsewhere
         return Measured(
             wall_seconds=wall,
+            cpu_seconds=usage["cpu"],
             returncode=proc.returncode,
             stdout=out.read(),
             stderr=err.read(),
-            max_rss_largest_process_mb=usage.ru_maxrss * rss_unit / MB,
+            max_rss_largest_process_mb=usage["maxrss"] * rss_unit / MB,
             peak_tree_rss_mb=poller.peak_rss_kb * 1024 / MB if poller and poller.samples else None,
             peak_tree_pss_mb=poller.peak_pss_kb * 1024 / MB if poller and poller.peak_pss_kb else None,
             samples=poller.samples if poller else 0,
         )
+
+
+def _check(m: Measured, what: str) -> None:
+    if m.returncode != 0:
+        raise SystemExit(f"{what} failed with exit code {m.returncode}:\n{m.stderr[-4000:]}")
 
 
 # --- the runs --------------------------------------------------------------------------------
@@ -171,11 +202,13 @@ class Result:
     name: str
     files: int
     bytes: int
-    seconds: float  # the work: the baseline's loop, the harvest's run record (started_at -> ended_at)
-    process_seconds: float  # the whole child process, interpreter start-up and imports included
     workers: int
+    seconds: float  # the work: the baseline's loop; the harvest's own run record (started_at -> ended_at)
+    process_seconds: float  # the whole child process, interpreter start-up and imports included
+    cpu_seconds: float  # CPU of the work: the baseline loop's; the harvest tree's minus the empty-folder harvest's
     memory: dict = field(default_factory=dict)
     detail: dict = field(default_factory=dict)
+    runs: list[dict] = field(default_factory=list)  # every repeat: seconds, process_seconds, cpu_seconds, memory
 
     @property
     def files_per_s(self) -> float:
@@ -193,9 +226,14 @@ class Result:
     def process_files_per_s(self) -> float:
         return self.files / self.process_seconds
 
+    @property
+    def files_per_cpu_s(self) -> float:
+        return self.files / self.cpu_seconds if self.cpu_seconds > 0 else float("nan")
+
     def as_dict(self) -> dict:
         return {**asdict(self), "files_per_s": self.files_per_s, "mb_per_s": self.mb_per_s,
-                "files_per_s_per_core": self.files_per_s_per_core, "process_files_per_s": self.process_files_per_s}
+                "files_per_s_per_core": self.files_per_s_per_core, "process_files_per_s": self.process_files_per_s,
+                "files_per_cpu_s": self.files_per_cpu_s}
 
 
 def _memory(m: Measured) -> dict:
@@ -207,13 +245,20 @@ def _memory(m: Measured) -> dict:
     }
 
 
-def _check(m: Measured, what: str) -> None:
-    if m.returncode != 0:
-        raise SystemExit(f"{what} failed with exit code {m.returncode}:\n{m.stderr[-4000:]}")
+def _best(results: list[Result]) -> Result:
+    """The repeat with the shortest work time; memory is the worst (largest) over the repeats."""
+    best = min(results, key=lambda r: r.seconds)
+    memory = {}
+    for key in ("max_rss_largest_process_mb", "peak_tree_rss_mb", "peak_tree_pss_mb"):
+        values = [r.memory.get(key) for r in results if r.memory.get(key)]
+        memory[key] = max(values) if values else None
+    return Result(**{**asdict(best), "memory": memory, "runs": [
+        {"seconds": round(r.seconds, 3), "process_seconds": round(r.process_seconds, 3),
+         "cpu_seconds": round(r.cpu_seconds, 3), "memory": r.memory} for r in results]})
 
 
-def run_baseline(root: Path, files: int, nbytes: int, workdir: Path) -> Result:
-    m = run_measured([sys.executable, "-c", BASELINE_CODE, str(root)], cwd=workdir)
+def run_baseline(root: Path, files: int, nbytes: int, scratch: Path, env: dict[str, str]) -> Result:
+    m = run_measured([sys.executable, "-c", BASELINE_CODE, str(root)], cwd=scratch, env=env)
     _check(m, "baseline loop")
     report = json.loads(m.stdout.strip().splitlines()[-1])
     if report["files"] != files:
@@ -222,11 +267,12 @@ def run_baseline(root: Path, files: int, nbytes: int, workdir: Path) -> Result:
         name="baseline: pydicom.dcmread(stop_before_pixels) loop",
         files=files,
         bytes=nbytes,
+        workers=1,
         seconds=report["loop_seconds"],
         process_seconds=m.wall_seconds,
-        workers=1,
+        cpu_seconds=report["loop_cpu_seconds"],
         memory=_memory(m),
-        detail={"errors": report["errors"], "timed": "seconds: the loop (walk + dcmread of every file)"},
+        detail={"errors": report["errors"], "timed": "the loop (os.walk + dcmread of every file), in the child"},
     )
 
 
@@ -240,16 +286,15 @@ def _write_config(workdir: Path) -> Path:
 
 
 def _warehouse_counts(path: Path) -> dict:
-    try:
-        import duckdb
-    except ImportError:
-        return {}
+    import duckdb
+
     con = duckdb.connect(str(path), read_only=True)
     try:
         counts = {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                   for t in ("raw_dicom_instance", "raw_dicom_series", "raw_harvest_error")}
-        start, end = con.execute("SELECT started_at, ended_at FROM raw_harvest_run ORDER BY started_at DESC LIMIT 1").fetchone()
-        counts["run_seconds_in_harvest"] = round((end - start).total_seconds(), 3)
+        start, end = con.execute(
+            "SELECT started_at, ended_at FROM raw_harvest_run ORDER BY started_at DESC LIMIT 1").fetchone()
+        counts["run_seconds"] = (end - start).total_seconds()
         counts["errors_by_class"] = dict(con.execute(
             "SELECT error_class, COUNT(*) FROM raw_harvest_error GROUP BY 1 ORDER BY 2 DESC").fetchall())
         return counts
@@ -257,45 +302,51 @@ def _warehouse_counts(path: Path) -> dict:
         con.close()
 
 
-def run_harvest(imgomop: str, root: Path, files: int, nbytes: int, workers: int, label: str, scratch: Path) -> Result:
+def harvest_once(imgomop: str, root: Path, workers: int, scratch: Path, env: dict[str, str]) -> tuple[Measured, dict]:
+    """One `imgomop harvest` into a fresh warehouse; the measurement and the warehouse's counts."""
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         workdir = Path(tmp)
         config = _write_config(workdir)
         cmd = [imgomop, "harvest", str(root), "--workers", str(workers), "--config", str(config)]
-        m = run_measured(cmd, cwd=workdir)
+        m = run_measured(cmd, cwd=workdir, env=env)
         _check(m, " ".join(cmd))
-        counts = _warehouse_counts(workdir / "identified.duckdb")
-    if counts and counts["raw_dicom_instance"] + counts["raw_harvest_error"] != files:
+        return m, _warehouse_counts(workdir / "identified.duckdb")
+
+
+def run_harvest(imgomop: str, root: Path, files: int, nbytes: int, workers: int, label: str, scratch: Path,
+                env: dict[str, str], fixed_cpu: float) -> Result:
+    m, counts = harvest_once(imgomop, root, workers, scratch, env)
+    if counts["raw_dicom_instance"] + counts["raw_harvest_error"] != files:
         raise SystemExit(f"{label}: {counts} does not account for all {files} files")
     return Result(
         name=label,
         files=files,
         bytes=nbytes,
-        seconds=counts.get("run_seconds_in_harvest") or m.wall_seconds,
-        process_seconds=m.wall_seconds,
         workers=workers,
+        seconds=counts["run_seconds"],
+        process_seconds=m.wall_seconds,
+        cpu_seconds=m.cpu_seconds - fixed_cpu,
         memory=_memory(m),
-        detail={"warehouse": counts, "stdout": m.stdout.strip(),
-                "timed": "seconds: the harvest run record, started_at -> ended_at (discovery, reading, DuckDB writes, "
-                         "series refresh; not interpreter start-up and imports)"},
+        detail={"warehouse": counts, "stdout": m.stdout.strip(), "process_cpu_seconds": round(m.cpu_seconds, 3)},
     )
 
 
-def profile_single_worker(imgomop: str, root: Path, scratch: Path, out_prefix: Path, top: int = 15) -> str:
-    """cProfile of `imgomop harvest --workers 1` (no pool: everything runs in the profiled process)."""
+def profile_single_worker(imgomop: str, root: Path, scratch: Path, env: dict[str, str], out_prefix: Path,
+                          top: int = 15) -> str:
+    """cProfile of `imgomop harvest --workers 1` (no pool: all the work runs in the profiled process)."""
     prof = out_prefix.with_suffix(".prof")
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         config = _write_config(Path(tmp))
         cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), imgomop, "harvest", str(root), "--workers", "1",
                "--config", str(config)]
-        m = run_measured(cmd, cwd=Path(tmp))
+        m = run_measured(cmd, cwd=Path(tmp), env=env)
         _check(m, "profiled harvest")
     buf = io.StringIO()
+    buf.write(f"cProfile of `imgomop harvest {root} --workers 1` ({m.wall_seconds:.1f} s under the profiler)\n")
     stats = pstats.Stats(str(prof), stream=buf)
     stats.strip_dirs()
-    buf.write(f"cProfile of `imgomop harvest {root} --workers 1` ({m.wall_seconds:.1f} s under the profiler)\n")
     stats.sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top + 10)
     text = buf.getvalue()
     out_prefix.with_suffix(".profile.txt").write_text(text)
     return text
@@ -313,29 +364,44 @@ def warm_page_cache(roots: list[Path]) -> tuple[int, int, float]:
     return files, nbytes, time.perf_counter() - started
 
 
+def child_env(mode: str, out_dir: Path) -> tuple[dict[str, str], str]:
+    """The children's environment. 'cached': byte-compiled modules are cached (as after a normal install),
+    in a folder of this benchmark's own when PYTHONDONTWRITEBYTECODE would prevent it; 'env': as inherited."""
+    env = dict(os.environ)
+    env.pop("CI", None)
+    if mode == "env" or not env.get("PYTHONDONTWRITEBYTECODE"):
+        return env, "as inherited"
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    env["PYTHONPYCACHEPREFIX"] = str(out_dir / "pycache")
+    return env, (f"PYTHONDONTWRITEBYTECODE is set here; children cache bytecode in {out_dir / 'pycache'} instead "
+                 "(PYTHONPYCACHEPREFIX), warmed before timing, so start-up is that of an installed package")
+
+
 # --- reporting -------------------------------------------------------------------------------
 
 
-def _fmt_mb(value: float | None) -> str:
-    return f"{value:,.0f}" if value else "-"
+def _fmt(value: float | None, spec: str = ",.0f") -> str:
+    return format(value, spec) if value else "-"
 
 
 def table(results: list[Result]) -> str:
     head = (f"{'run':<52} {'files':>6} {'MB':>5} {'work s':>7} {'files/s':>8} {'MB/s':>6} {'workers':>7} "
-            f"{'files/s/core':>12} {'process s':>9} {'files/s':>8} {'RSS max proc':>12} {'RSS tree':>8} {'PSS tree':>8}")
+            f"{'files/s/core':>12} {'files/CPU-s':>11} {'process s':>9} {'RSS max proc':>12} {'RSS tree':>8} {'PSS tree':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
         mem = r.memory
         lines.append(
             f"{r.name:<52} {r.files:>6} {r.bytes / MB:>5,.0f} {r.seconds:>7.2f} {r.files_per_s:>8,.0f} {r.mb_per_s:>6,.1f} "
-            f"{r.workers:>7} {r.files_per_s_per_core:>12,.0f} {r.process_seconds:>9.2f} {r.process_files_per_s:>8,.0f} "
-            f"{_fmt_mb(mem.get('max_rss_largest_process_mb')):>12} "
-            f"{_fmt_mb(mem.get('peak_tree_rss_mb')):>8} {_fmt_mb(mem.get('peak_tree_pss_mb')):>8}"
+            f"{r.workers:>7} {r.files_per_s_per_core:>12,.0f} {r.files_per_cpu_s:>11,.0f} {r.process_seconds:>9.2f} "
+            f"{_fmt(mem.get('max_rss_largest_process_mb')):>12} "
+            f"{_fmt(mem.get('peak_tree_rss_mb')):>8} {_fmt(mem.get('peak_tree_pss_mb')):>8}"
         )
     lines += [
-        "work s: the baseline's loop (walk + dcmread); the harvest's own run record (discovery, reading, DuckDB writes,",
-        "        series refresh). process s: the whole child process, interpreter start-up and imports included.",
+        "work s: the baseline's loop (os.walk + dcmread); the harvest's own run record, started_at -> ended_at (discovery,",
+        "        reading, DuckDB writes, series refresh). process s: the whole child, interpreter start-up and imports included.",
         "files/s, MB/s, files/s/core: from work s (MB = 10^6 bytes of DICOM files); files/s/core = files/s / workers.",
+        "files/CPU-s: files per CPU-second of work (harvest: CPU of the whole process tree minus that of harvesting an",
+        "        empty folder); unlike files/s it does not depend on what else the machine runs.",
         "memory in MB: peak RSS of the largest single process (wait4), peak sum of RSS / PSS over the process tree (polled).",
     ]
     return "\n".join(lines)
@@ -343,6 +409,13 @@ def table(results: list[Result]) -> str:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,68 +426,83 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-dir", type=Path, help="where the corpus is built and cached (default benchmarks/out/corpus-<N>)")
     parser.add_argument("--out-dir", type=Path, default=HERE / "out", help="where results are written")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="harvest workers (default: os.cpu_count())")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration, interleaved; the fastest counts")
     parser.add_argument("--imgomop", default=None, help="the imgomop command (default: next to this Python, else on PATH)")
+    parser.add_argument("--bytecode", choices=("cached", "env"), default="cached",
+                        help="cached: children reuse byte-compiled modules as an installed package does (default); "
+                             "env: children inherit the environment as is")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                         help="cProfile a single-worker harvest: always, never, or when the per-core ratio misses the target")
     args = parser.parse_args(argv)
 
-    imgomop = args.imgomop or (
-        str(Path(sys.executable).parent / "imgomop") if (Path(sys.executable).parent / "imgomop").exists()
-        else shutil.which("imgomop")
-    )
+    beside = Path(sys.executable).parent / "imgomop"
+    imgomop = args.imgomop or (str(beside) if beside.exists() else shutil.which("imgomop"))
     if not imgomop:
         raise SystemExit("imgomop not found: install the project (pip install -e .) or pass --imgomop")
     out_dir = args.out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus_dir = (args.corpus_dir or out_dir / f"corpus-{args.files}").resolve()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    load_before = _loadavg()
 
     print(f"corpus: {corpus_dir} ({args.files} files, seed {args.seed})", flush=True)
     manifest = build_corpus(corpus_dir, args.files, args.seed, args.subset_files)
-    if manifest["reused"]:
-        print(f"  reused (built earlier in {manifest['build_seconds']} s)")
-    else:
-        print(f"  built in {manifest['build_seconds']} s")
+    print(f"  {'reused (built earlier in' if manifest['reused'] else 'built in'} {manifest['build_seconds']} s"
+          f"{')' if manifest['reused'] else ''}")
     print(f"  {manifest['total_bytes'] / MB:,.0f} MB, {manifest['patients']} patients, {manifest['studies']} studies, "
           f"{manifest['series']} series; files by modality: {manifest['files_by_modality']}")
     full_root = Path(manifest["dicom_dir"])
     subset_root = Path(manifest["subset_dir"]) if manifest["subset_dir"] else None
 
-    roots = [full_root] + ([subset_root] if subset_root else [])
-    warm_files, warm_bytes, warm_s = warm_page_cache(roots)
-    print(f"page cache warmed: read every file once ({warm_files} files, {warm_bytes / MB:,.0f} MB in {warm_s:.1f} s); "
-          "all runs below see the same warm cache", flush=True)
-
     scratch = Path(tempfile.mkdtemp(prefix=f"harvest-{stamp}-", dir=out_dir))
     try:
+        env, env_note = child_env(args.bytecode, out_dir)
+        print(f"bytecode: {env_note}")
+        empty = scratch / "empty"
+        empty.mkdir()
+        run_measured([sys.executable, "-c", BASELINE_CODE, str(empty)], cwd=scratch, env=env)  # warm-up: compile
+        harvest_once(imgomop, empty, 1, scratch, env)  # warm-up: compile, lazy imports
+        fixed, _ = harvest_once(imgomop, empty, 1, scratch, env)
+        print(f"fixed cost of `imgomop harvest` (an empty folder): {fixed.wall_seconds:.2f} s wall, "
+              f"{fixed.cpu_seconds:.2f} s CPU, {fixed.max_rss_largest_process_mb:.0f} MB RSS")
+
+        roots = [full_root] + ([subset_root] if subset_root else [])
+        warm_files, warm_bytes, warm_s = warm_page_cache(roots)
+        print(f"page cache warmed: read every file once ({warm_files} files, {warm_bytes / MB:,.0f} MB in {warm_s:.1f} s); "
+              "every run below sees the same warm cache", flush=True)
+
         n, nbytes = manifest["files"], manifest["total_bytes"]
-        results: list[Result] = []
-        print("running (a) baseline loop ...", flush=True)
-        results.append(run_baseline(full_root, n, nbytes, scratch))
-        print(f"running (b) imgomop harvest --workers {args.workers} ...", flush=True)
-        results.append(run_harvest(imgomop, full_root, n, nbytes, args.workers, f"imgomop harvest --workers {args.workers}", scratch))
-        if args.workers != 1:
-            print("running (c) imgomop harvest --workers 1 ...", flush=True)
-            results.append(run_harvest(imgomop, full_root, n, nbytes, 1, "imgomop harvest --workers 1", scratch))
+        worker_counts = sorted({args.workers, 1}, reverse=True)
+        plan: list[tuple[str, object]] = [("baseline", lambda: run_baseline(full_root, n, nbytes, scratch, env))]
+        for w in worker_counts:
+            label = f"imgomop harvest --workers {w}"
+            plan.append((label, lambda w=w, label=label: run_harvest(
+                imgomop, full_root, n, nbytes, w, label, scratch, env, fixed.cpu_seconds)))
         if subset_root:
             k, kbytes = args.subset_files, manifest["subset_bytes"]
-            for w in sorted({args.workers, 1}, reverse=True):
-                print(f"running (d) imgomop harvest --workers {w} on the {k}-file subset ...", flush=True)
-                results.append(run_harvest(imgomop, subset_root, k, kbytes, w, f"imgomop harvest --workers {w} ({k}-file subset)", scratch))
+            for w in worker_counts:
+                label = f"imgomop harvest --workers {w} ({k}-file subset)"
+                plan.append((label, lambda w=w, label=label: run_harvest(
+                    imgomop, subset_root, k, kbytes, w, label, scratch, env, fixed.cpu_seconds)))
+        collected: dict[str, list[Result]] = {label: [] for label, _ in plan}
+        for rep in range(args.repeat):
+            for label, run in plan:
+                print(f"running {label}{f' (repeat {rep + 1}/{args.repeat})' if args.repeat > 1 else ''} ...", flush=True)
+                collected[label].append(run())
+        results = [_best(collected[label]) for label, _ in plan]
+        load_after = _loadavg()
 
         baseline = results[0]
         by_name = {r.name: r for r in results}
-        per_core = {
-            f"workers={w}": by_name[f"imgomop harvest --workers {w}"].files_per_s_per_core / baseline.files_per_s
-            for w in sorted({args.workers, 1}, reverse=True)
-        }
-        per_core_process = {
-            f"workers={w}": by_name[f"imgomop harvest --workers {w}"].process_files_per_s / w / baseline.process_files_per_s
-            for w in sorted({args.workers, 1}, reverse=True)
-        }
+        per_core, per_core_cpu, per_core_process = {}, {}, {}
+        for w in worker_counts:
+            r = by_name[f"imgomop harvest --workers {w}"]
+            per_core[f"workers={w}"] = r.files_per_s_per_core / baseline.files_per_s
+            per_core_cpu[f"workers={w}"] = r.files_per_cpu_s / baseline.files_per_cpu_s
+            per_core_process[f"workers={w}"] = r.process_files_per_s / w / baseline.process_files_per_s
         memory_ratio = {}
         if subset_root:
-            for w in sorted({args.workers, 1}, reverse=True):
+            for w in worker_counts:
                 big = by_name[f"imgomop harvest --workers {w}"].memory
                 small = by_name[f"imgomop harvest --workers {w} ({args.subset_files}-file subset)"].memory
                 memory_ratio[f"workers={w}"] = {
@@ -425,31 +513,39 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(results))
         print()
-        print(f"cores: os.cpu_count()={os.cpu_count()}, usable={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}")
+        affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+        print(f"cores: os.cpu_count()={os.cpu_count()}, usable={affinity}; load average before {load_before}, "
+              f"after {load_after} (other work on the machine lowers files/s, not files/CPU-s)")
         print("ratios:")
         for key, value in per_core.items():
             verdict = "meets" if value >= PER_CORE_TARGET else "MISSES"
-            print(f"  harvest per-core files/s / baseline files/s ({key}): {value:.2f}x  (target >= {PER_CORE_TARGET:.0f}x: {verdict}); "
-                  f"whole processes: {per_core_process[key]:.2f}x")
+            print(f"  harvest per-core files/s / baseline files/s ({key}): {value:.2f}x  (target >= {PER_CORE_TARGET:.0f}x: "
+                  f"{verdict}); per CPU-second: {per_core_cpu[key]:.2f}x; whole processes: {per_core_process[key]:.2f}x")
         for key, ratios in memory_ratio.items():
-            parts = ", ".join(f"{name.replace('_mb', '')} {value:.2f}x" for name, value in ratios.items() if value)
+            parts = ", ".join(f"{name.removesuffix('_mb')} {value:.2f}x" for name, value in ratios.items() if value)
             print(f"  peak memory {n} files / {args.subset_files} files ({key}): {parts}  (target ~1.0x, flat)")
 
         prefix = out_dir / f"harvest-{stamp}"
         profile_text = None
         if args.profile == "always" or (args.profile == "auto" and min(per_core.values()) < PER_CORE_TARGET):
-            print("\nper-core target missed: profiling a single-worker harvest ..." if args.profile == "auto" else "\nprofiling ...", flush=True)
-            profile_text = profile_single_worker(imgomop, full_root, scratch, prefix)
+            print("\nprofiling a single-worker harvest (cProfile) ...", flush=True)
+            profile_text = profile_single_worker(imgomop, full_root, scratch, env, prefix)
             print(profile_text)
 
         report = {
             "timestamp": stamp,
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()},
+            "command": " ".join([Path(sys.executable).name, *(argv if argv is not None else sys.argv)]),
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpu_count": os.cpu_count(), "usable_cores": affinity,
+                        "load_average_before": load_before, "load_average_after": load_after},
+            "bytecode": env_note,
             "corpus": manifest,
             "page_cache": {"warmed": True, "files_read": warm_files, "bytes_read": warm_bytes, "seconds": round(warm_s, 2)},
+            "fixed_cost_empty_folder": {"wall_seconds": fixed.wall_seconds, "cpu_seconds": fixed.cpu_seconds,
+                                        "max_rss_mb": fixed.max_rss_largest_process_mb},
             "results": [r.as_dict() for r in results],
             "ratios": {"harvest_per_core_over_baseline": per_core,
+                       "harvest_per_cpu_second_over_baseline": per_core_cpu,
                        "harvest_per_core_over_baseline_whole_process": per_core_process,
                        "peak_memory_full_over_subset": memory_ratio},
             "targets": {"harvest_per_core_over_baseline": f">= {PER_CORE_TARGET}", "peak_memory_full_over_subset": "~1.0"},

@@ -378,9 +378,7 @@ def write_long_values(folder: Path) -> list[BadFile]:
         ds.PatientComments = "c" * 65_534  # LT: the most an explicit VR 16-bit length can hold
         block = ds.private_block(0x0015, "IMGOMOP LONG", create=True)
         block.add_new(0x10, "UT", "u" * 70_000)
-        ds.ReferencedImageSequence = Sequence(
-            [Dataset() for _ in range(2000)]
-        )
+        ds.ReferencedImageSequence = Sequence([Dataset() for _ in range(2000)])
         for i, item in enumerate(ds.ReferencedImageSequence):
             item.ReferencedSOPClassUID = ds.SOPClassUID
             item.ReferencedSOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{i + 1}"

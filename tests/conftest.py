@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +28,63 @@ def bigquery_emulator() -> Iterator[str]:
         pytest.fail(missing, pytrace=False)
     with start_bigquery_emulator() as endpoint:
         yield endpoint
+
+
+TEST_DEID_KEY = "imgomop-test-key-published-not-secret"
+
+
+@dataclass(frozen=True)
+class BuiltDemo:
+    """The demo archive carried through harvest, load-ehr and build on DuckDB."""
+
+    root: Path
+    archive: object  # extractor.demo_data.DemoArchive
+    config_path: Path
+    identified: Path
+    deidentified: Path
+    build_output: str
+
+
+def write_duckdb_config(root: Path) -> Path:
+    config = root / "imgomop.toml"
+    config.write_text(
+        "[warehouse.duckdb]\n"
+        f'identified = "{root / "warehouse" / "identified.duckdb"}"\n'
+        f'deidentified = "{root / "warehouse" / "deidentified.duckdb"}"\n'
+    )
+    return config
+
+
+def invoke_cli(*args: str) -> str:
+    """Run an imgomop command in-process; fail the test with its output when it fails."""
+    from typer.testing import CliRunner
+
+    from extractor.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exit_code != 0:
+        pytest.fail(f"imgomop {' '.join(args)} exited {result.exit_code}:\n{result.output}\n{result.exception!r}")
+    return result.output
+
+
+@pytest.fixture(scope="session")
+def built_demo(tmp_path_factory) -> Iterator[BuiltDemo]:
+    from extractor.demo_data import make_demo_archive
+
+    root = tmp_path_factory.mktemp("built-demo")
+    archive = make_demo_archive(root / "demo", seed=7)
+    config = write_duckdb_config(root)
+    previous_key = os.environ.get("IMGOMOP_DEID_KEY")
+    os.environ["IMGOMOP_DEID_KEY"] = TEST_DEID_KEY
+    try:
+        invoke_cli("harvest", str(archive.dicom_dir), "--config", str(config), "--workers", "2")
+        invoke_cli("load-ehr", str(archive.ehr_dir), "--config", str(config))
+        output = invoke_cli("build", "--config", str(config))
+        yield BuiltDemo(
+            root, archive, config, root / "warehouse" / "identified.duckdb", root / "warehouse" / "deidentified.duckdb", output
+        )
+    finally:
+        if previous_key is None:
+            os.environ.pop("IMGOMOP_DEID_KEY", None)
+        else:
+            os.environ["IMGOMOP_DEID_KEY"] = previous_key

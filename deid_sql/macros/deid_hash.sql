@@ -37,8 +37,12 @@ CAST(CONCAT('0x', SUBSTR({{ hex_expr }}, {{ 15 * (i | int) + 1 }}, 15)) AS INT64
   {{ return(adapter.dispatch('deid_strip_padding', 'imgomop')(expr)) }}
 {%- endmacro %}
 
-{% macro default__deid_strip_padding(expr) -%}
-trim({{ expr }}, ' ' || {{ deid_nul_char() }})
+{% macro duckdb__deid_strip_padding(expr) -%}
+trim({{ expr }}, ' ' || chr(0))
+{%- endmacro %}
+
+{% macro bigquery__deid_strip_padding(expr) -%}
+REGEXP_REPLACE({{ expr }}, r'^[ \x00]+|[ \x00]+$', '')
 {%- endmacro %}
 
 

@@ -34,8 +34,9 @@
 (cast({{ date_expr }} as date) + cast({{ deid_jitter_days(subject_expr, key, max_days) }} as integer))
 {%- endmacro %}
 
+{#- The outer CAST is a no-op on BigQuery; the emulator (crucible) returns a TIMESTAMP without it. -#}
 {% macro bigquery__deid_shift_date(date_expr, subject_expr, key=none, max_days=none) -%}
-DATE_ADD({{ date_expr }}, INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY)
+CAST(DATE_ADD({{ date_expr }}, INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY) AS DATE)
 {%- endmacro %}
 
 

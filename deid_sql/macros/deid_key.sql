@@ -23,15 +23,14 @@
 {%- endmacro %}
 
 
-{#- A one-character string holding U+0000 (DICOM pads UIDs with it). -#}
+{#-
+  A one-character string holding U+0000 (DICOM pads UIDs with it). Used by the test vectors
+  to decode `<NUL>`; the operations themselves never need it (BigQuery trims with a regex).
+-#}
 {% macro deid_nul_char() -%}
   {{ return(adapter.dispatch('deid_nul_char', 'imgomop')()) }}
 {%- endmacro %}
 
-{% macro duckdb__deid_nul_char() -%}
+{% macro default__deid_nul_char() -%}
 chr(0)
-{%- endmacro %}
-
-{% macro bigquery__deid_nul_char() -%}
-'\x00'
 {%- endmacro %}

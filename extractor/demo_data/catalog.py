@@ -49,6 +49,7 @@ class StudyTemplate:
     series: tuple[SeriesTemplate, ...]
     synthea_concepts: tuple[int, ...] = ()  # Synthea procedure concepts that order this exam
     contrast: bool = False
+    sexes: tuple[str, ...] = ("F", "M")
 
 
 MAIN_SITE = Institution(
@@ -207,6 +208,7 @@ TEMPLATES: dict[str, StudyTemplate] = {
             "US_OB", ("US",), "US", "US OB FETAL VIABILITY", "PELVIS", "OB", "USOBVIA",
             (_series("OB", "OB 1ST TRIMESTER", 1, 2),),
             synthea_concepts=(4060626, 4150653),
+            sexes=("F",),
         ),
         StudyTemplate(
             "US_ECHO", ("US",), "ECHO", "ECHO TTE COMPLETE", "HEART", "CARD", "ECHOTTE",

@@ -630,14 +630,14 @@ def build_pdf(ds: Dataset, item: Instance) -> None:
         ("MRN", study.mrn, "id"),
         ("Date of birth", birth, "date"),
         ("Address", patient.address, "address"),
-        ("Phone", patient.phone, "phone"),
+        ("Phone", patient.phone.replace("(", "").replace(") ", "-"), "phone"),  # PDF strings escape parentheses
         ("Accession", study.accession, "id"),
         ("Ordering physician", f"Dr {referring.name.display_ascii}", "name"),
         ("Requested", study.started_at.strftime("%m/%d/%Y"), "date"),
     ]
     lines = [f"{study.institution.name} - IMAGING REQUISITION", f"Exam: {study.template.description}"]
     lines += [f"{label}: {value}" for label, value, _ in fields]
-    lines.append(f"Reason: {clinical_text(study.template.body_part)[0]}")
+    lines.append(f"Reason: {clinical_text(study.template)[0]}")
     document = simple_pdf(lines)
     for _, value, category in fields:
         rec.mention(value, category, "EncapsulatedDocument")
@@ -669,7 +669,7 @@ def content_item(relationship: str, value_type: str, concept: Dataset) -> Datase
 def build_sr(ds: Dataset, item: Instance) -> None:
     """A Basic Text SR report: the observer's name and a findings text naming the patient."""
     study, rec = item.study, item.recorder
-    history, findings, impression = clinical_text(study.template.body_part)
+    history, findings, impression = clinical_text(study.template)
     ds.ValueType = "CONTAINER"
     ds.ConceptNameCodeSequence = DicomSequence([code_item("18748-4", "LN", "Diagnostic Imaging Report")])
     ds.ContinuityOfContent = "SEPARATE"

@@ -191,6 +191,14 @@ def new_exam(
     return exam
 
 
+def next_template(rotation: Iterator[str], person: SyntheaPerson) -> StudyTemplate:
+    """The next exam of the rotation that fits the person (no obstetric ultrasound for men)."""
+    while True:
+        template = TEMPLATES[next(rotation)]
+        if person.sex in template.sexes:
+            return template
+
+
 def plan_exams(rng: random.Random, persons: Sequence[SyntheaPerson], procedure_ids: Iterator[int]) -> list[Exam]:
     rotation = itertools.cycle(ROTATION)
     used_dates: dict[int, set[dt.date]] = defaultdict(set)
@@ -200,11 +208,11 @@ def plan_exams(rng: random.Random, persons: Sequence[SyntheaPerson], procedure_i
         own = synthea_exams(rng, person, dates, limit=2)
         exams += own
         for _ in range(max(1, rng.choice((3, 3, 4)) - len(own))):
-            exams.append(new_exam(rng, person, TEMPLATES[next(rotation)], dates, NEW_ORDER, procedure_ids))
+            exams.append(new_exam(rng, person, next_template(rotation, person), dates, NEW_ORDER, procedure_ids))
 
     special = rng.sample(list(persons), ORDERS_WITHOUT_IMAGES + 3)
     for person in special[:ORDERS_WITHOUT_IMAGES]:
-        template = TEMPLATES[next(rotation)]
+        template = next_template(rotation, person)
         exams.append(new_exam(rng, person, template, used_dates[person.person_id], ORDER_WITHOUT_IMAGES, procedure_ids))
     film_person, cd_person, bedside_person = special[ORDERS_WITHOUT_IMAGES:]
     exams.append(new_exam(rng, film_person, FILM_TEMPLATE, used_dates[film_person.person_id], OUTSIDE_FILM, procedure_ids))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .answer_key import PhiValue
+from .catalog import StudyTemplate
 from .orders import Order
 
 NOTE_FILE = "ehr/note.csv"
@@ -29,8 +30,14 @@ NOTE_CLASS_UNMAPPED = 0  # Synthea's concept table has no LOINC document class t
 ENCODING_UTF8 = 32678
 LANGUAGE_ENGLISH = 4180186
 
-# (clinical history, findings, impression) per body part
+# (clinical history, findings, impression) per exam template key, else per body part
 CLINICAL_TEXT: dict[str, tuple[str, str, str]] = {
+    "US_OB": (
+        "Vaginal bleeding in first trimester.",
+        "Single live intrauterine gestation. Crown-rump length 2.4 cm, consistent with 9 weeks 1 day. "
+        "Fetal heart rate 158 beats per minute.",
+        "Viable intrauterine pregnancy.",
+    ),
     "CHEST": (
         "Cough and shortness of breath.",
         "Lungs are clear. No pleural effusion or pneumothorax. Heart size is normal. "
@@ -92,8 +99,8 @@ DEFAULT_CLINICAL_TEXT = (
 )
 
 
-def clinical_text(body_part: str) -> tuple[str, str, str]:
-    return CLINICAL_TEXT.get(body_part, DEFAULT_CLINICAL_TEXT)
+def clinical_text(template: StudyTemplate) -> tuple[str, str, str]:
+    return CLINICAL_TEXT.get(template.key) or CLINICAL_TEXT.get(template.body_part, DEFAULT_CLINICAL_TEXT)
 
 
 def report_signed_at(order: Order) -> dt.datetime:
@@ -110,7 +117,7 @@ class Note:
 def radiology_note(order: Order) -> Note:
     """One report per order, its text mixing clinical words with the patient's and physicians' identifiers."""
     patient = order.patient
-    history, findings, impression = clinical_text(order.exam.template.body_part)
+    history, findings, impression = clinical_text(order.exam.template)
     signed_at = report_signed_at(order)
     phi = {
         "name": [patient.name.display, order.referring.name.display, order.reading.name.display],

@@ -16,8 +16,10 @@ from __future__ import annotations
 import io
 import json
 import warnings
+import zlib
 from datetime import datetime
 from struct import Struct, unpack_from
+from struct import error as struct_error
 from typing import Any, BinaryIO
 
 import pydicom
@@ -109,11 +111,14 @@ def read_instance(fp: BinaryIO, size: int) -> dict[str, Any]:
     if size == 0:
         raise HarvestError("EmptyFile", "file is empty (0 bytes)")
     try:
-        row = _read_fast(fp, size)
-    except _NeedsGeneralReader:
-        row = _read_general(fp)
+        try:
+            row = _read_fast(fp, size)
+        except _NeedsGeneralReader:
+            row = _read_general(fp, size)
     except HarvestError:
         raise
+    except (EOFError, struct_error, zlib.error) as exc:
+        raise HarvestError("TruncatedHeader", f"file ends inside the header: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - any malformed input becomes an error row, never a crash
         raise HarvestError("MalformedDicom", f"{type(exc).__name__}: {exc}") from exc
     _check_row(row)
@@ -175,6 +180,8 @@ def _read_meta(win: _Window, pos: int) -> tuple[dict[int, str], int]:
         if tag in (TRANSFER_SYNTAX_UID, MEDIA_SOP_CLASS_UID):
             meta[tag] = win.read(pos + header, length).decode("ascii", "replace").strip(" \x00")
         pos += header + length
+    if pos > win.size or 0 < win.size - pos < 8:
+        raise HarvestError("TruncatedHeader", f"the file ends inside its file meta information (byte {win.size})")
     return meta, pos
 
 
@@ -201,6 +208,8 @@ def _walk_dataset(win: _Window, pos: int, explicit: bool, out: dict[int, tuple[s
             if vr in SHORT_LENGTH_VRS:
                 value_pos = pos + 8
             elif vr in LONG_LENGTH_VRS:
+                if pos + 12 > size:
+                    raise HarvestError("TruncatedHeader", f"element header at byte {pos} is cut by the end of the file")
                 length = _U32.unpack_from(data, off + 8)[0]
                 value_pos = pos + 12
             elif group == 0xFFFE:
@@ -212,6 +221,8 @@ def _walk_dataset(win: _Window, pos: int, explicit: bool, out: dict[int, tuple[s
             group, elem, length = _IMPLICIT_HEADER.unpack_from(data, off)
             vr = b""
             value_pos = pos + 8
+            if value_pos + length > size and data[off + 4 : off + 6] in SHORT_LENGTH_VRS | LONG_LENGTH_VRS:
+                raise _NeedsGeneralReader  # explicit VR data under an implicit transfer syntax: pydicom copes
         tag = group << 16 | elem
         if tag > LAST_HARVESTED_TAG:
             return _locate_pixel_data(win, pos, explicit)
@@ -271,7 +282,10 @@ def _is_trailing_padding(win: _Window, pos: int, explicit: bool) -> bool:
     """True when a Data Set Trailing Padding element (FFFC,FFFC) runs from `pos` to the end."""
     if pos + 12 > win.size:
         return False
-    tag, _vr, length, header = _element_header(win, pos, explicit)
+    try:
+        tag, _vr, length, header = _element_header(win, pos, explicit)
+    except _NeedsGeneralReader:
+        return False
     return tag == 0xFFFCFFFC and pos + header + length == win.size
 
 
@@ -369,7 +383,7 @@ def _convert_raw_values(raw_values: dict[int, tuple[str, bytes]], explicit: bool
     row: dict[str, Any] = {}
     for tag, (vr, raw) in raw_values.items():
         attr = ATTRIBUTES_BY_TAG[tag]
-        vr = vr or attr.vr
+        vr = attr.vr if vr in ("", "UN") else vr
         if vr == "US" or attr.vr == "US":
             row[attr.column] = unpack_from("<H", raw)[0] if len(raw) >= 2 else None
         elif raw.isascii() and b"\x1b" not in raw:
@@ -391,8 +405,10 @@ def _encodings(charset_text: str) -> list[str]:
 # --- general reader (pydicom) ------------------------------------------------------------
 
 
-def _read_general(fp: BinaryIO) -> dict[str, Any]:
+def _read_general(fp: BinaryIO, size: int | None = None) -> dict[str, Any]:
     ds = read_header_dataset(fp)
+    if size is not None:
+        _check_complete(ds, fp, size)
     row = row_from_dataset(ds)
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
@@ -402,6 +418,24 @@ def _read_general(fp: BinaryIO) -> dict[str, Any]:
     row["media_storage_sop_class_uid"] = str(getattr(meta, "MediaStorageSOPClassUID", "") or "") or None
     row["pixel_data_offset"] = None
     return row
+
+
+def _check_complete(ds: pydicom.Dataset, fp: BinaryIO, size: int) -> None:
+    """pydicom stops silently at a short value or a cut element header: report those as truncation."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and getattr(meta, "TransferSyntaxUID", None) == DEFLATED_LE:
+        return  # positions refer to the inflated stream; an incomplete stream raises zlib.error
+    end = 0
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.length == UNDEFINED_LENGTH:
+            continue
+        if raw.value is not None and len(raw.value) < raw.length:
+            raise HarvestError("TruncatedHeader", f"element {raw.tag} declares {raw.length} bytes but the file ends at byte {size}")
+        end = max(end, raw.value_tell + raw.length)
+    rest = size - fp.tell()
+    if 0 < rest < 8 and fp.tell() >= end:
+        raise HarvestError("TruncatedHeader", f"{rest} stray bytes at the end of the header (byte {fp.tell()})")
 
 
 def read_header_dataset(fp: BinaryIO) -> pydicom.Dataset:
