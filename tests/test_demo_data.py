@@ -64,13 +64,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 # ---------------------------------------------------------------- determinism
 
 
-def test_same_seed_gives_identical_bytes_and_another_seed_differs(archive: DemoArchive, tmp_path: Path) -> None:
+def test_same_seed_gives_identical_bytes_and_another_seed_differs(
+    archive: DemoArchive, tmp_path: Path
+) -> None:
     again = make_demo_archive(tmp_path / "again", seed=0)
     first, second = tree_bytes(archive.root), tree_bytes(again.root)
     assert first.keys() == second.keys()
@@ -100,7 +106,9 @@ def test_refuses_to_overwrite_an_archive_unless_asked(archive: DemoArchive, tmp_
 
 
 def test_every_file_in_the_dicom_folder_is_listed_and_readable(archive: DemoArchive, key: dict) -> None:
-    on_disk = {path.relative_to(archive.root).as_posix() for path in archive.dicom_dir.rglob("*") if path.is_file()}
+    on_disk = {
+        path.relative_to(archive.root).as_posix() for path in archive.dicom_dir.rglob("*") if path.is_file()
+    }
     listed = {entry["file"] for entry in key["files"]}
     assert on_disk == listed | set(key["non_dicom_files"])
     assert archive.dicom_files == len(listed) and archive.non_dicom_files == len(key["non_dicom_files"]) == 2
@@ -121,7 +129,9 @@ def test_file_names_are_mixed_and_not_identifying(key: dict) -> None:
     assert any("." not in name and not name.startswith("IM") for name in names)
     assert len({len(Path(entry["file"]).parts) for entry in key["files"]}) > 1  # nesting depth varies
     identifiers = {entry["patient_mrn"] for entry in key["files"]} | {
-        value["value"] for value in key["phi"] if value["category"] == "name" and value["location"] == "PatientName"
+        value["value"]
+        for value in key["phi"]
+        if value["category"] == "name" and value["location"] == "PatientName"
     }
     for entry in key["files"]:
         for identifier in identifiers:
@@ -138,7 +148,11 @@ def test_modalities_and_sop_classes(archive: DemoArchive, key: dict, datasets: d
         per_study_dates[entry["person_id"]].add(entry["study_date"])
     assert all(len(dates) >= 2 for dates in per_study_dates.values())
 
-    thin_ct = [ds for ds in datasets.values() if ds.Modality == "CT" and ds.get("SliceThickness") and float(ds.SliceThickness) <= 1.0]
+    thin_ct = [
+        ds
+        for ds in datasets.values()
+        if ds.Modality == "CT" and ds.get("SliceThickness") and float(ds.SliceThickness) <= 1.0
+    ]
     assert thin_ct
     mr = [ds for ds in datasets.values() if ds.SOPClassUID == SOP["MR"]]
     assert all(float(ds.MagneticFieldStrength) in (1.5, 3.0) for ds in mr)
@@ -171,24 +185,54 @@ def test_instances_a_scrubber_must_filter(key: dict, datasets: dict[str, Dataset
         if entry["should_filter"]:
             reasons[entry["filter_reason"]].append(ds)
         else:
-            assert ds.SOPClassUID not in (SOP["encapsulated PDF"], SOP["basic text SR"], SOP["secondary capture"])
+            assert ds.SOPClassUID not in (
+                SOP["encapsulated PDF"],
+                SOP["basic text SR"],
+                SOP["secondary capture"],
+            )
     pdfs = reasons["encapsulated PDF document"]
-    assert pdfs and all(ds.EncapsulatedDocument.startswith(b"%PDF-1.4") and b"%%EOF" in ds.EncapsulatedDocument for ds in pdfs)
+    assert pdfs and all(
+        ds.EncapsulatedDocument.startswith(b"%PDF-1.4") and b"%%EOF" in ds.EncapsulatedDocument for ds in pdfs
+    )
     reports = reasons["structured report"]
-    assert reports and all(ds.SOPClassUID == SOP["basic text SR"] and ds.ContentSequence[0].ValueType == "PNAME" for ds in reports)
+    assert reports and all(
+        ds.SOPClassUID == SOP["basic text SR"] and ds.ContentSequence[0].ValueType == "PNAME"
+        for ds in reports
+    )
     burned = reasons["secondary capture with BurnedInAnnotation YES"]
-    assert burned and all(ds.SOPClassUID == SOP["secondary capture"] and ds.BurnedInAnnotation == "YES" for ds in burned)
+    assert burned and all(
+        ds.SOPClassUID == SOP["secondary capture"] and ds.BurnedInAnnotation == "YES" for ds in burned
+    )
     films = reasons["scanned film (Manufacturer VIDAR)"]
-    assert films and all(ds.Manufacturer == "VIDAR" and ds.SOPClassUID == SOP["secondary capture"] for ds in films)
+    assert films and all(
+        ds.Manufacturer == "VIDAR" and ds.SOPClassUID == SOP["secondary capture"] for ds in films
+    )
 
 
 def test_character_sets(key: dict, datasets: dict[str, Dataset]) -> None:
     charsets = {entry["specific_character_set"] for entry in key["scenarios"]["character_sets"]}
     assert {"ISO_IR 100", "\\ISO 2022 IR 87", "GB18030"} <= charsets
-    names = {str(ds.PatientName) for ds in datasets.values()}
-    assert any("Müller" in name or "Lefèvre" in name for name in names)
-    assert any(re.search(r"=[\u4e00-\u9fff]+\^[\u4e00-\u9fff]+=[\u3040-\u309f]+", name) for name in names)
-    assert any("=王^" in name for name in names)
+    names_by_charset: dict[str, set[str]] = defaultdict(set)
+    for ds in datasets.values():
+        charset = ds.get("SpecificCharacterSet", "")
+        charset = "\\".join(charset) if isinstance(charset, MultiValue) else charset
+        names_by_charset[charset].add(str(ds.PatientName))
+    assert any(re.search(r"[\u00c0-\u00ff]", name) for name in names_by_charset["ISO_IR 100"])
+    kanji_kana = r"^\w+\^\w+=[\u4e00-\u9fff]+\^[\u4e00-\u9fff]+=[\u3040-\u309f]+\^[\u3040-\u309f]+$"
+    assert any(re.match(kanji_kana, name) for name in names_by_charset["\\ISO 2022 IR 87"])
+    assert any(
+        re.search(r"=[\u4e00-\u9fff]+\^[\u4e00-\u9fff]+$", name) for name in names_by_charset["GB18030"]
+    )
+
+
+def test_japanese_names_are_written_with_iso_2022_escapes(archive: DemoArchive, key: dict) -> None:
+    japanese = {
+        entry["person_id"]
+        for entry in key["scenarios"]["character_sets"]
+        if "2022" in entry["specific_character_set"]
+    }
+    files = [entry["file"] for entry in key["files"] if entry["person_id"] in japanese]
+    assert files and all(b"\x1b$B" in (archive.root / name).read_bytes() for name in files)
 
 
 # ---------------------------------------------------------------- the answer key
@@ -219,10 +263,21 @@ def frames_of(ds: Dataset) -> np.ndarray:
     return pixels if int(ds.get("NumberOfFrames", 1)) > 1 else pixels[np.newaxis]
 
 
-def test_every_answer_key_value_is_where_it_says(archive: DemoArchive, key: dict, datasets: dict[str, Dataset]) -> None:
+def test_every_answer_key_value_is_where_it_says(
+    archive: DemoArchive, key: dict, datasets: dict[str, Dataset]
+) -> None:
     notes = {row["note_id"]: row["note_text"] for row in read_csv(archive.ehr_dir / "note.csv")}
     assert set(key["categories"]) == {
-        "name", "id", "date", "time", "address", "phone", "institution", "station", "free_text", "burned_in",
+        "name",
+        "id",
+        "date",
+        "time",
+        "address",
+        "phone",
+        "institution",
+        "station",
+        "free_text",
+        "burned_in",
     }
     checked: dict[str, int] = defaultdict(int)
     for value in key["phi"]:
@@ -250,22 +305,50 @@ def test_every_answer_key_value_is_where_it_says(archive: DemoArchive, key: dict
 def test_phi_is_in_the_places_real_archives_have_it(key: dict) -> None:
     locations = {value["location"] for value in key["phi"]}
     for expected in (
-        "PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate", "PatientAddress",
-        "PatientTelephoneNumbers", "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
-        "InstitutionName", "InstitutionAddress", "StationName", "AccessionNumber", "StudyDate", "SeriesDate",
-        "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime",
-        "StudyDescription", "ImageComments", "AdditionalPatientHistory", "(0009,1001)", "(0009,1002)",
-        "RequestAttributesSequence[0].AccessionNumber", "RequestAttributesSequence[0].RequestedProcedureDescription",
+        "PatientName",
+        "PatientID",
+        "OtherPatientIDs",
+        "PatientBirthDate",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "ReferringPhysicianName",
+        "PerformingPhysicianName",
+        "OperatorsName",
+        "InstitutionName",
+        "InstitutionAddress",
+        "StationName",
+        "AccessionNumber",
+        "StudyDate",
+        "SeriesDate",
+        "AcquisitionDate",
+        "ContentDate",
+        "StudyTime",
+        "SeriesTime",
+        "AcquisitionTime",
+        "ContentTime",
+        "StudyDescription",
+        "ImageComments",
+        "AdditionalPatientHistory",
+        "(0009,1001)",
+        "(0009,1002)",
+        "RequestAttributesSequence[0].AccessionNumber",
+        "RequestAttributesSequence[0].RequestedProcedureDescription",
         "OtherPatientIDsSequence[0].PatientID",
         "ReferringPhysicianIdentificationSequence[0].PersonIdentificationCodeSequence[0].CodeValue",
-        "ContentSequence[1].ContentSequence[0].TextValue", "pixels", "EncapsulatedDocument",
+        "ContentSequence[1].ContentSequence[0].TextValue",
+        "pixels",
+        "EncapsulatedDocument",
     ):
         assert expected in locations, expected
     burned_files = {value["file"] for value in key["phi"] if value["location"] == "pixels"}
     for entry in key["files"]:
         if entry["needs_pixel_scrub"]:
             assert entry["file"] in burned_files  # every US and SC image carries burned-in text
-    assert any(entry["sop_class_uid"] == SOP["US multi-frame"] for entry in key["files"] if entry["file"] in burned_files)
+    assert any(
+        entry["sop_class_uid"] == SOP["US multi-frame"]
+        for entry in key["files"]
+        if entry["file"] in burned_files
+    )
 
 
 # ---------------------------------------------------------------- the EHR side
@@ -278,7 +361,13 @@ def test_omop_tables_keep_synthea_columns(archive: DemoArchive) -> None:
         assert ours == theirs, table
     persons = {row["person_id"] for row in read_csv(archive.ehr_dir / "person.csv")}
     assert len(persons) == archive.patients
-    for table in ("visit_occurrence", "procedure_occurrence", "condition_occurrence", "measurement", "observation"):
+    for table in (
+        "visit_occurrence",
+        "procedure_occurrence",
+        "condition_occurrence",
+        "measurement",
+        "observation",
+    ):
         rows = read_csv(archive.ehr_dir / f"{table}.csv")
         assert rows and {row["person_id"] for row in rows} <= persons, table
 
@@ -287,12 +376,28 @@ def test_crosswalk_tables_have_required_columns(archive: DemoArchive) -> None:
     expected = {
         "mrn_crosswalk.csv": ["person_id", "mrn", "birth_date"],
         "imaging_order.csv": [
-            "mrn", "birth_date", "accession_number", "procedure_occurrence_id", "visit_occurrence_id",
-            "note_id", "department", "modality", "order_datetime",
+            "mrn",
+            "birth_date",
+            "accession_number",
+            "procedure_occurrence_id",
+            "visit_occurrence_id",
+            "note_id",
+            "department",
+            "modality",
+            "order_datetime",
         ],
         "note.csv": [
-            "note_id", "person_id", "note_date", "note_datetime", "note_type_concept_id", "note_class_concept_id",
-            "note_title", "note_text", "encoding_concept_id", "language_concept_id", "visit_occurrence_id",
+            "note_id",
+            "person_id",
+            "note_date",
+            "note_datetime",
+            "note_type_concept_id",
+            "note_class_concept_id",
+            "note_title",
+            "note_text",
+            "encoding_concept_id",
+            "language_concept_id",
+            "visit_occurrence_id",
             "note_source_value",
         ],
     }
@@ -306,11 +411,17 @@ def test_crosswalk_tables_have_required_columns(archive: DemoArchive) -> None:
 
 def test_orders_link_to_the_persons_own_procedures_visits_and_notes(archive: DemoArchive) -> None:
     person_of_mrn = {row["mrn"]: row["person_id"] for row in read_csv(archive.ehr_dir / "mrn_crosswalk.csv")}
-    birth_of_person = {row["person_id"]: row["birth_datetime"][:10] for row in read_csv(archive.ehr_dir / "person.csv")}
-    procedures = {row["procedure_occurrence_id"]: row for row in read_csv(archive.ehr_dir / "procedure_occurrence.csv")}
+    birth_of_person = {
+        row["person_id"]: row["birth_datetime"][:10] for row in read_csv(archive.ehr_dir / "person.csv")
+    }
+    procedures = {
+        row["procedure_occurrence_id"]: row for row in read_csv(archive.ehr_dir / "procedure_occurrence.csv")
+    }
     visits = {row["visit_occurrence_id"]: row for row in read_csv(archive.ehr_dir / "visit_occurrence.csv")}
     notes = {row["note_id"]: row for row in read_csv(archive.ehr_dir / "note.csv")}
-    synthea_ids = {row["procedure_occurrence_id"] for row in read_csv(synthea_dir() / "PROCEDURE_OCCURRENCE.csv")}
+    synthea_ids = {
+        row["procedure_occurrence_id"] for row in read_csv(synthea_dir() / "PROCEDURE_OCCURRENCE.csv")
+    }
     orders = read_csv(archive.ehr_dir / "imaging_order.csv")
     for order in orders:
         person = person_of_mrn[order["mrn"]]
@@ -346,12 +457,15 @@ def test_accession_numbers_repeat_across_departments(archive: DemoArchive) -> No
     repeated = [
         orders
         for orders in by_accession.values()
-        if len({order["department"] for order in orders}) > 1 and len({person_of_mrn[o["mrn"]] for o in orders}) > 1
+        if len({order["department"] for order in orders}) > 1
+        and len({person_of_mrn[o["mrn"]] for o in orders}) > 1
     ]
     assert len(repeated) >= 2
 
 
-def test_person_with_two_mrns_has_studies_under_each(archive: DemoArchive, datasets: dict[str, Dataset]) -> None:
+def test_person_with_two_mrns_has_studies_under_each(
+    archive: DemoArchive, datasets: dict[str, Dataset]
+) -> None:
     mrns_of_person: dict[str, set[str]] = defaultdict(set)
     for row in read_csv(archive.ehr_dir / "mrn_crosswalk.csv"):
         mrns_of_person[row["person_id"]].add(row["mrn"])
@@ -363,8 +477,12 @@ def test_person_with_two_mrns_has_studies_under_each(archive: DemoArchive, datas
     assert any(all(studies_by_mrn[mrn] for mrn in mrns) for mrns in two.values())
 
 
-def test_orders_without_images_and_images_without_orders(archive: DemoArchive, datasets: dict[str, Dataset]) -> None:
-    orders = {(row["mrn"], row["accession_number"]) for row in read_csv(archive.ehr_dir / "imaging_order.csv")}
+def test_orders_without_images_and_images_without_orders(
+    archive: DemoArchive, datasets: dict[str, Dataset]
+) -> None:
+    orders = {
+        (row["mrn"], row["accession_number"]) for row in read_csv(archive.ehr_dir / "imaging_order.csv")
+    }
     imaged = {(ds.PatientID, ds.AccessionNumber) for ds in datasets.values()}
     assert orders - imaged, "orders with no images"
     assert imaged - orders, "images with no order"

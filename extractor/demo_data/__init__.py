@@ -24,7 +24,14 @@ from PIL import Image
 from . import pixels
 from .answer_key import AnswerKey
 from .catalog import DEPARTMENTS, TEMPLATE_BY_SYNTHEA_CONCEPT
-from .ehr import concept_codes, load_persons, max_procedure_occurrence_id, select_persons, write_csv, write_omop_tables
+from .ehr import (
+    concept_codes,
+    load_persons,
+    max_procedure_occurrence_id,
+    select_persons,
+    write_csv,
+    write_omop_tables,
+)
 from .imaging import WrittenFile, write_study
 from .layout import DICOM_ROOT, ArchiveLayout
 from .orders import (
@@ -64,7 +71,9 @@ class DemoArchive:
     files_per_modality: dict[str, int] = field(default_factory=dict)
 
 
-def make_demo_archive(out_dir: Path, seed: int = 0, patients: int = 24, overwrite: bool = False) -> DemoArchive:
+def make_demo_archive(
+    out_dir: Path, seed: int = 0, patients: int = 24, overwrite: bool = False
+) -> DemoArchive:
     """Write the demo archive under out_dir; refuses to replace an earlier one unless overwrite is set.
 
     The archive is built in a hidden staging folder beside its final place and moved in at the end,
@@ -74,7 +83,9 @@ def make_demo_archive(out_dir: Path, seed: int = 0, patients: int = 24, overwrit
     existing = [out_dir / name for name in OUTPUT_NAMES if (out_dir / name).exists()]
     if existing and not overwrite:
         names = ", ".join(path.name for path in existing)
-        raise FileExistsError(f"{out_dir}: already holds {names}; choose an empty folder or pass overwrite=True")
+        raise FileExistsError(
+            f"{out_dir}: already holds {names}; choose an empty folder or pass overwrite=True"
+        )
     staging = out_dir / f".demo-archive-partial-{seed}"
     if staging.exists():
         shutil.rmtree(staging)
@@ -123,7 +134,8 @@ def generate(root: Path, seed: int, patients: int) -> dict:
 
     key = AnswerKey(
         seed=seed,
-        phi=[value for note in notes for value in note.phi] + [value for file in written for value in file.phi],
+        phi=[value for note in notes for value in note.phi]
+        + [value for file in written for value in file.phi],
         files=[file.summary for file in written],
         non_dicom_files=non_dicom,
         scenarios=scenarios(plan, written),

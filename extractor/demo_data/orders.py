@@ -113,10 +113,7 @@ class Study:
     device: Device
     institution: Institution
     started_at: dt.datetime
-    mrn: str
-    other_mrn: str  # the person's other MRN, written to OtherPatientIDs; "" if none
-    accession: str
-    department: str
+    accession: str  # "" when nobody ordered the study
     referring: Clinician
     reading: Clinician
     operator: Name
@@ -131,6 +128,18 @@ class Study:
     @property
     def modality(self) -> str:
         return self.exam.modality
+
+    @property
+    def department(self) -> str:
+        return self.exam.template.department
+
+    @property
+    def mrn(self) -> str:
+        return self.exam.mrn
+
+    @property
+    def other_mrn(self) -> str:
+        return self.exam.other_mrn
 
 
 @dataclass
@@ -152,7 +161,9 @@ def pick_visit(rng: random.Random, person: SyntheaPerson, used_dates: set[dt.dat
     return visit
 
 
-def synthea_exams(rng: random.Random, person: SyntheaPerson, used_dates: set[dt.date], limit: int) -> list[Exam]:
+def synthea_exams(
+    rng: random.Random, person: SyntheaPerson, used_dates: set[dt.date], limit: int
+) -> list[Exam]:
     first_per_date: dict[dt.date, Procedure] = {}
     for procedure in person.imaging_procedures:
         if procedure.concept_id in TEMPLATE_BY_SYNTHEA_CONCEPT:
@@ -184,7 +195,9 @@ def new_exam(
     procedure_ids: Iterator[int],
 ) -> Exam:
     visit = pick_visit(rng, person, used_dates)
-    exam = Exam(person, template, rng.choice(template.modalities), visit.start_date, visit.visit_occurrence_id, origin)
+    exam = Exam(
+        person, template, rng.choice(template.modalities), visit.start_date, visit.visit_occurrence_id, origin
+    )
     if exam.has_order:
         exam.procedure_occurrence_id = next(procedure_ids)
         exam.new_procedure = True
@@ -199,7 +212,9 @@ def next_template(rotation: Iterator[str], person: SyntheaPerson) -> StudyTempla
             return template
 
 
-def plan_exams(rng: random.Random, persons: Sequence[SyntheaPerson], procedure_ids: Iterator[int]) -> list[Exam]:
+def plan_exams(
+    rng: random.Random, persons: Sequence[SyntheaPerson], procedure_ids: Iterator[int]
+) -> list[Exam]:
     rotation = itertools.cycle(ROTATION)
     used_dates: dict[int, set[dt.date]] = defaultdict(set)
     exams: list[Exam] = []
@@ -208,18 +223,20 @@ def plan_exams(rng: random.Random, persons: Sequence[SyntheaPerson], procedure_i
         own = synthea_exams(rng, person, dates, limit=2)
         exams += own
         for _ in range(max(1, rng.choice((3, 3, 4)) - len(own))):
-            exams.append(new_exam(rng, person, next_template(rotation, person), dates, NEW_ORDER, procedure_ids))
+            exams.append(
+                new_exam(rng, person, next_template(rotation, person), dates, NEW_ORDER, procedure_ids)
+            )
 
+    # The linkage edge cases, each for a different person.
     special = rng.sample(list(persons), ORDERS_WITHOUT_IMAGES + 3)
-    for person in special[:ORDERS_WITHOUT_IMAGES]:
-        template = next_template(rotation, person)
-        exams.append(new_exam(rng, person, template, used_dates[person.person_id], ORDER_WITHOUT_IMAGES, procedure_ids))
-    film_person, cd_person, bedside_person = special[ORDERS_WITHOUT_IMAGES:]
-    exams.append(new_exam(rng, film_person, FILM_TEMPLATE, used_dates[film_person.person_id], OUTSIDE_FILM, procedure_ids))
-    exams.append(new_exam(rng, cd_person, TEMPLATES["CT_CHEST"], used_dates[cd_person.person_id], OUTSIDE_CD, procedure_ids))
-    exams.append(
-        new_exam(rng, bedside_person, TEMPLATES["US_ABDOMEN"], used_dates[bedside_person.person_id], POINT_OF_CARE, procedure_ids)
-    )
+    cases = [(person, next_template(rotation, person), ORDER_WITHOUT_IMAGES) for person in special[:-3]]
+    cases += [
+        (special[-3], FILM_TEMPLATE, OUTSIDE_FILM),
+        (special[-2], TEMPLATES["CT_CHEST"], OUTSIDE_CD),
+        (special[-1], TEMPLATES["US_ABDOMEN"], POINT_OF_CARE),
+    ]
+    for person, template, origin in cases:
+        exams.append(new_exam(rng, person, template, used_dates[person.person_id], origin, procedure_ids))
     ensure_both_radiography_modalities(exams)
     return sorted(exams, key=lambda exam: (exam.person.person_id, exam.date, exam.template.key))
 
@@ -237,7 +254,9 @@ def procedure_rows(exams: Sequence[Exam], concept_codes: dict[int, str]) -> list
         if not exam.new_procedure or exam.procedure_occurrence_id is None:
             continue
         concept = exam.template.synthea_concepts[0] if exam.template.synthea_concepts else 0
-        source_value = concept_codes.get(concept, exam.template.local_code) if concept else exam.template.local_code
+        source_value = (
+            concept_codes.get(concept, exam.template.local_code) if concept else exam.template.local_code
+        )
         rows.append(
             new_procedure_row(
                 exam.procedure_occurrence_id,
@@ -338,7 +357,9 @@ def device_for(rng: random.Random, exam: Exam) -> tuple[Device, Institution]:
     group = exam.template.device_group or exam.modality
     device = rng.choice(DEVICES[group])
     if exam.origin == OUTSIDE_CD:
-        return replace(device, station="LCHCT2", serial="LCH-0442", site=OUTSIDE_HOSPITAL.short), OUTSIDE_HOSPITAL
+        return replace(
+            device, station="LCHCT2", serial="LCH-0442", site=OUTSIDE_HOSPITAL.short
+        ), OUTSIDE_HOSPITAL
     return device, INSTITUTIONS[device.site]
 
 
@@ -366,33 +387,19 @@ def link_priors(rng: random.Random, studies: Sequence[Study]) -> None:
         by_person[study.patient.person_id].append(study)
     for person_studies in by_person.values():
         ordered = sorted(person_studies, key=lambda study: study.started_at)
-        for previous, current in zip(ordered, ordered[1:]):
+        for previous, current in itertools.pairwise(ordered):
             if rng.random() < 0.6:
                 current.prior = previous
 
 
-def plan_archive(
+def place_orders(
     rng: random.Random,
-    persons: Sequence[SyntheaPerson],
-    concept_codes: dict[int, str],
-    first_new_procedure_id: int,
-) -> ArchivePlan:
-    if len(persons) < MIN_PATIENTS:
-        raise ValueError(f"the demo archive needs at least {MIN_PATIENTS} patients, got {len(persons)}")
-    exams = plan_exams(rng, persons, itertools.count(first_new_procedure_id))
-    two_mrn_ids = choose_two_mrn_persons(rng, exams)
-    patients = make_patients(rng, [(p.person_id, p.sex, p.birth_date) for p in persons], two_mrn_ids)
-    patient_of = {patient.person_id: patient for patient in patients}
-    referrers = make_clinicians(rng, 8)
-    radiologists = make_clinicians(rng, 4)
-    technologists = make_technologists(rng, 8)
-
-    exams_by_person: dict[int, list[Exam]] = defaultdict(list)
-    for exam in exams:
-        exams_by_person[exam.person.person_id].append(exam)
-    for person_id, person_exams in exams_by_person.items():
-        assign_mrns(patient_of[person_id], person_exams)
-
+    exams: Sequence[Exam],
+    patient_of: dict[int, Patient],
+    referrers: Sequence[Clinician],
+    radiologists: Sequence[Clinician],
+) -> list[Order]:
+    """An order per ordered exam, numbered per department in time order; note ids follow the same order."""
     orders: list[Order] = []
     for exam in exams:
         if exam.has_order:
@@ -412,8 +419,17 @@ def plan_archive(
     for note_id, order in enumerate(orders, start=1):
         order.accession = counters.next(order.department)
         order.note_id = note_id
-    duplicates = force_duplicate_accessions(rng, orders)
+    return orders
 
+
+def make_studies(
+    rng: random.Random,
+    exams: Sequence[Exam],
+    patient_of: dict[int, Patient],
+    referrers: Sequence[Clinician],
+    radiologists: Sequence[Clinician],
+    technologists: Sequence[Name],
+) -> list[Study]:
     studies: list[Study] = []
     for exam in exams:
         if not exam.has_images:
@@ -428,10 +444,7 @@ def plan_archive(
                 device=device,
                 institution=institution,
                 started_at=study_start(rng, order.ordered_at) if order else clock(rng, exam.date, 8, 20),
-                mrn=exam.mrn,
-                other_mrn=exam.other_mrn,
                 accession=order.accession if order else outside_accession(rng, exam),
-                department=exam.template.department,
                 referring=order.referring if order else rng.choice(referrers),
                 reading=order.reading if order else rng.choice(radiologists),
                 operator=rng.choice(technologists),
@@ -443,6 +456,33 @@ def plan_archive(
         study.index = index
     choose_features(rng, studies)
     link_priors(rng, studies)
+    return studies
+
+
+def plan_archive(
+    rng: random.Random,
+    persons: Sequence[SyntheaPerson],
+    concept_codes: dict[int, str],
+    first_new_procedure_id: int,
+) -> ArchivePlan:
+    if len(persons) < MIN_PATIENTS:
+        raise ValueError(f"the demo archive needs at least {MIN_PATIENTS} patients, got {len(persons)}")
+    exams = plan_exams(rng, persons, itertools.count(first_new_procedure_id))
+    two_mrn_ids = choose_two_mrn_persons(rng, exams)
+    patients = make_patients(rng, [(p.person_id, p.sex, p.birth_date) for p in persons], two_mrn_ids)
+    patient_of = {patient.person_id: patient for patient in patients}
+    referrers = make_clinicians(rng, 8)
+    radiologists = make_clinicians(rng, 4)
+    technologists = make_technologists(rng, 8)
+    exams_by_person: dict[int, list[Exam]] = defaultdict(list)
+    for exam in exams:
+        exams_by_person[exam.person.person_id].append(exam)
+    for person_id, person_exams in exams_by_person.items():
+        assign_mrns(patient_of[person_id], person_exams)
+
+    orders = place_orders(rng, exams, patient_of, referrers, radiologists)
+    duplicates = force_duplicate_accessions(rng, orders)
+    studies = make_studies(rng, exams, patient_of, referrers, radiologists, technologists)
     return ArchivePlan(
         patients=patients,
         studies=studies,

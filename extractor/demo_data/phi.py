@@ -13,34 +13,50 @@ from dataclasses import dataclass
 
 from .catalog import MERGED_SITE_MRN_PREFIX
 
-FAMILY_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore",
-    "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez",
-    "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen",
-    "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell",
-    "Carter", "Roberts", "Okafor", "Kowalski", "Novak", "Lindqvist", "Haddad", "Patel", "Kim",
+FAMILY_NAMES = tuple(
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
+    "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark "
+    "Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams "
+    "Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Okafor Kowalski Novak Lindqvist Haddad "
+    "Patel Kim".split()
 )
-GIVEN_FEMALE = (
-    "Mary", "Patricia", "Jennifer", "Linda", "Elizabeth", "Barbara", "Susan", "Jessica", "Sarah",
-    "Karen", "Lisa", "Nancy", "Betty", "Margaret", "Sandra", "Ashley", "Emily", "Donna", "Michelle",
-    "Carol", "Amanda", "Melissa", "Deborah", "Stephanie", "Rebecca", "Laura", "Amara", "Ingrid",
+GIVEN_FEMALE = tuple(
+    "Mary Patricia Jennifer Linda Elizabeth Barbara Susan Jessica Sarah Karen Lisa Nancy Betty Margaret "
+    "Sandra Ashley Emily Donna Michelle Carol Amanda Melissa Deborah Stephanie Rebecca Laura Amara "
+    "Ingrid".split()
 )
-GIVEN_MALE = (
-    "James", "Robert", "John", "Michael", "David", "William", "Richard", "Joseph", "Thomas",
-    "Charles", "Christopher", "Daniel", "Matthew", "Anthony", "Mark", "Donald", "Steven", "Paul",
-    "Andrew", "Joshua", "Kenneth", "Kevin", "Brian", "George", "Timothy", "Ronald", "Tomasz", "Omar",
+GIVEN_MALE = tuple(
+    "James Robert John Michael David William Richard Joseph Thomas Charles Christopher Daniel Matthew "
+    "Anthony Mark Donald Steven Paul Andrew Joshua Kenneth Kevin Brian George Timothy Ronald Tomasz "
+    "Omar".split()
 )
 MIDDLE_INITIALS = "ABCDEFGHJKLMNPRSTW"
 STREETS = (
-    "Maple Avenue", "Oak Street", "Cedar Lane", "Elm Court", "Pine Ridge Road", "Lakeview Drive",
-    "Birch Boulevard", "Willow Way", "Hillcrest Road", "Sunset Terrace", "Mill Pond Road",
-    "Chestnut Street", "River Road", "Meadow Lane", "Orchard Drive",
+    "Maple Avenue",
+    "Oak Street",
+    "Cedar Lane",
+    "Elm Court",
+    "Pine Ridge Road",
+    "Lakeview Drive",
+    "Birch Boulevard",
+    "Willow Way",
+    "Hillcrest Road",
+    "Sunset Terrace",
+    "Mill Pond Road",
+    "Chestnut Street",
+    "River Road",
+    "Meadow Lane",
+    "Orchard Drive",
 )
 CITIES = (
-    ("Springfield", "IL", "62704"), ("Lakeview", "OH", "44095"), ("Fairmont", "WV", "26554"),
-    ("Port Ellis", "MI", "49001"), ("Greenville", "SC", "29601"), ("Riverton", "WY", "82501"),
-    ("Ashford", "CT", "06278"), ("Milltown", "NJ", "08850"),
+    ("Springfield", "IL", "62704"),
+    ("Lakeview", "OH", "44095"),
+    ("Fairmont", "WV", "26554"),
+    ("Port Ellis", "MI", "49001"),
+    ("Greenville", "SC", "29601"),
+    ("Riverton", "WY", "82501"),
+    ("Ashford", "CT", "06278"),
+    ("Milltown", "NJ", "08850"),
 )
 AREA_CODES = ("217", "440", "304", "231", "864", "307")
 
@@ -122,21 +138,24 @@ def ascii_name(rng: random.Random, sex: str, uppercase: bool) -> Name:
     return Name(dicom.upper() if uppercase else dicom, family, given, family, given)
 
 
-def latin1_name(index: int) -> Name:
-    family, given, _, family_ascii, given_ascii = LATIN1_NAMES[index % len(LATIN1_NAMES)]
+def _of_sex(names: tuple[tuple[str, ...], ...], sex: str, sex_column: int, nth: int) -> tuple[str, ...]:
+    matching = [entry for entry in names if entry[sex_column] == sex]
+    return matching[nth % len(matching)]
+
+
+def latin1_name(sex: str, nth: int = 0) -> Name:
+    family, given, _, family_ascii, given_ascii = _of_sex(LATIN1_NAMES, sex, 2, nth)
     return Name(f"{family}^{given}", family, given, family_ascii, given_ascii, CHARSET_LATIN1)
 
 
-def japanese_name(index: int) -> Name:
-    family, family_kanji, family_kana, given, given_kanji, given_kana, _ = JAPANESE_NAMES[
-        index % len(JAPANESE_NAMES)
-    ]
+def japanese_name(sex: str) -> Name:
+    family, family_kanji, family_kana, given, given_kanji, given_kana, _ = _of_sex(JAPANESE_NAMES, sex, 6, 0)
     dicom = f"{family}^{given}={family_kanji}^{given_kanji}={family_kana}^{given_kana}"
     return Name(dicom, family_kanji, given_kanji, family, given, CHARSET_JAPANESE)
 
 
-def chinese_name(index: int) -> Name:
-    family, family_hanzi, given, given_hanzi, _ = CHINESE_NAMES[index % len(CHINESE_NAMES)]
+def chinese_name(sex: str) -> Name:
+    family, family_hanzi, given, given_hanzi, _ = _of_sex(CHINESE_NAMES, sex, 4, 0)
     # No trailing '=' for the empty phonetic group: pydicom drops it on reading.
     dicom = f"{family}^{given}={family_hanzi}^{given_hanzi}"
     return Name(dicom, family_hanzi, given_hanzi, family, given, CHARSET_CHINESE)
@@ -173,14 +192,14 @@ class MrnAllocator:
         return self._unique(lambda: f"{MERGED_SITE_MRN_PREFIX}{self._rng.randrange(100_000, 999_999)}")
 
 
-def special_name_slots(rng: random.Random, patients: int) -> dict[int, Name]:
-    """Which patients get non-ASCII names: two Latin-1, one Japanese, one Chinese."""
-    slots = rng.sample(range(patients), 4)
+def special_names(rng: random.Random, sexes: Sequence[str]) -> dict[int, Name]:
+    """Which patients (by position) get non-ASCII names: two Latin-1, one Japanese, one Chinese."""
+    first, second, third, fourth = rng.sample(range(len(sexes)), 4)
     return {
-        slots[0]: latin1_name(0),
-        slots[1]: latin1_name(1),
-        slots[2]: japanese_name(0),
-        slots[3]: chinese_name(0),
+        first: latin1_name(sexes[first], 0),
+        second: latin1_name(sexes[second], 1),
+        third: japanese_name(sexes[third]),
+        fourth: chinese_name(sexes[fourth]),
     }
 
 
@@ -191,16 +210,14 @@ def make_patients(
 ) -> list[Patient]:
     """One identity per (person_id, sex, birth date); persons in two_mrn_person_ids get a second MRN."""
     mrns = MrnAllocator(rng)
-    specials = special_name_slots(rng, len(persons))
+    specials = special_names(rng, [sex for _, sex, _ in persons])
     patients = []
     for index, (person_id, sex, birth_date) in enumerate(persons):
         name = specials.get(index) or ascii_name(rng, sex, uppercase=rng.random() < 0.5)
         patient_mrns = (mrns.main_site(),)
         if person_id in two_mrn_person_ids:
             patient_mrns += (mrns.merged_site(),)
-        patients.append(
-            Patient(person_id, sex, birth_date, name, patient_mrns, address(rng), phone(rng))
-        )
+        patients.append(Patient(person_id, sex, birth_date, name, patient_mrns, address(rng), phone(rng)))
     return patients
 
 

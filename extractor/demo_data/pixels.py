@@ -23,7 +23,9 @@ TEXT_MARGIN = 4
 def read_base(name: str) -> pydicom.Dataset:
     path = TEST_FILES / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: pydicom test file missing; the demo archive needs pydicom's bundled data")
+        raise FileNotFoundError(
+            f"{path}: pydicom test file missing; the demo archive needs pydicom's bundled data"
+        )
     return pydicom.dcmread(path)
 
 
@@ -101,6 +103,31 @@ def window_to_uint8(image: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def gray_to_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image[..., np.newaxis], 3, axis=-1)
+
+
+# The demo matrices: small, but sizes real scanners produce. Cached; callers must not modify them.
+
+
+@cache
+def ct_matrix() -> np.ndarray:
+    return resize_gray(ct_slice(), 256, 256)
+
+
+@cache
+def mr_matrix() -> np.ndarray:
+    return resize_gray(mr_slice(), 192, 192)
+
+
+@cache
+def radiograph_matrix() -> np.ndarray:
+    return resize_gray(radiograph(), 288, 352)
+
+
+@cache
+def pet_matrix() -> np.ndarray:
+    soft_tissue = window_to_uint8(ct_slice(), 900, 1300).astype(np.float32)
+    blurred = resize_gray(resize_gray(soft_tissue, 32, 32), 128, 128)
+    return (blurred * 40).astype(np.uint16)
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Text documents around the images: radiology report notes (OMOP NOTE rows) and scanned requisitions (PDF)."""
+"""Text around the images: radiology reports (OMOP NOTE rows) and scanned requisitions (PDF)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ CLINICAL_TEXT: dict[str, tuple[str, str, str]] = {
     ),
     "KNEE": (
         "Knee pain after twisting injury.",
-        "Horizontal tear of the posterior horn of the medial meniscus. Cruciate ligaments intact. Small effusion.",
+        "Horizontal tear of the posterior horn of the medial meniscus. Cruciate ligaments intact. "
+        "Small effusion.",
         "Medial meniscal tear.",
     ),
     "LSPINE": (
