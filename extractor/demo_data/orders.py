@@ -59,6 +59,7 @@ FEATURE_PROBABILITY: dict[str, float] = {
     "key_images": 0.3,  # a secondary capture with burned-in annotation
 }
 FEATURE_MODALITIES: dict[str, tuple[str, ...]] = {
+    "comment_names": ("CT", "MR"),
     "sr": ("CT", "MR", "PT"),
     "key_images": ("CT", "MR"),
 }
@@ -222,7 +223,7 @@ def plan_exams(
         dates = used_dates[person.person_id]
         own = synthea_exams(rng, person, dates, limit=2)
         exams += own
-        for _ in range(max(1, rng.choice((3, 3, 4)) - len(own))):
+        for _ in range(max(1, rng.choice((3, 3, 3, 4)) - len(own))):
             exams.append(
                 new_exam(rng, person, next_template(rotation, person), dates, NEW_ORDER, procedure_ids)
             )
