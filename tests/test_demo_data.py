@@ -474,7 +474,7 @@ def test_person_with_two_mrns_has_studies_under_each(
     studies_by_mrn: dict[str, set[str]] = defaultdict(set)
     for ds in datasets.values():
         studies_by_mrn[ds.PatientID].add(ds.StudyInstanceUID)
-    assert any(all(studies_by_mrn[mrn] for mrn in mrns) for mrns in two.values())
+    assert all(studies_by_mrn[mrn] for mrns in two.values() for mrn in mrns)
 
 
 def test_orders_without_images_and_images_without_orders(

@@ -12,10 +12,14 @@
   {{ return(adapter.dispatch('deid_key', 'imgomop')()) }}
 {%- endmacro %}
 
+{#-
+  The cast matters: an unset variable is an untyped NULL, and DuckDB folds `NULL || ...` to NULL
+  before the error() branch could run; typed as varchar, the missing key raises the error.
+-#}
 {% macro duckdb__deid_key() -%}
-(case when getvariable('imgomop_deid_key') is null or getvariable('imgomop_deid_key') = ''
-      then error('IMGOMOP_DEID_KEY is not set: export the de-identification key before dbt build (see deid_sql/SPEC.md)')
-      else getvariable('imgomop_deid_key') end)
+cast(case when getvariable('imgomop_deid_key') is null or getvariable('imgomop_deid_key') = ''
+     then error('IMGOMOP_DEID_KEY is not set: export the de-identification key before dbt build (see deid_sql/SPEC.md)')
+     else getvariable('imgomop_deid_key') end as varchar)
 {%- endmacro %}
 
 {% macro bigquery__deid_key() -%}

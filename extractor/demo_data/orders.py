@@ -466,8 +466,6 @@ def plan_archive(
     concept_codes: dict[int, str],
     first_new_procedure_id: int,
 ) -> ArchivePlan:
-    if len(persons) < MIN_PATIENTS:
-        raise ValueError(f"the demo archive needs at least {MIN_PATIENTS} patients, got {len(persons)}")
     exams = plan_exams(rng, persons, itertools.count(first_new_procedure_id))
     two_mrn_ids = choose_two_mrn_persons(rng, exams)
     patients = make_patients(rng, [(p.person_id, p.sex, p.birth_date) for p in persons], two_mrn_ids)
