@@ -42,12 +42,12 @@ class DbtPaths:
     logs: Path
 
 
-def dbt(paths: DbtPaths, *args: str, profiles_dir: Path = PROJECT) -> dbtRunnerResult:
+def dbt(paths: DbtPaths, *args: str) -> dbtRunnerResult:
     return dbtRunner().invoke(
         [
             *args,
             "--project-dir", str(PROJECT),
-            "--profiles-dir", str(profiles_dir),
+            "--profiles-dir", str(PROJECT),
             "--target-path", str(paths.target),
             "--log-path", str(paths.logs),
         ]
@@ -164,31 +164,24 @@ def test_the_key_is_written_to_no_file(dbt_paths: DbtPaths, vectors_tested: list
 
 
 def test_bigquery_macros_match_every_vector_on_the_emulator(bigquery_emulator: str, tmp_path: Path) -> None:
-    """The bigquery__ macros against the same vectors (crucible-emulator: BigQuery SQL run by
-    DuckDB underneath; it proves the SQL parses and computes as specified, not every BigQuery
-    detail, see deid_sql/SPEC.md)."""
-    profiles = tmp_path / "profiles"
-    profiles.mkdir()
-    (profiles / "profiles.yml").write_text(
-        "imgomop:\n"
-        "  target: emulator\n"
-        "  outputs:\n"
-        "    emulator:\n"
-        "      type: bigquery\n"
-        "      method: oauth-secrets\n"
-        "      token: emulator-accepts-any-token\n"
-        "      project: imgomop-deid-vectors\n"
-        "      dataset: deid_vectors\n"
-        "      location: US\n"
-        "      threads: 1\n"
-        f"      api_endpoint: {bigquery_emulator}\n"
-        "      job_execution_timeout_seconds: 300\n",
-        encoding="utf-8",
-    )
+    """The bigquery__ macros against the same vectors, through the project's bigquery profile
+    pointed at crucible-emulator (BigQuery SQL translated to and run by DuckDB underneath: it
+    proves the SQL parses and computes as specified there, not every BigQuery detail; see
+    deid_sql/SPEC.md)."""
     paths = DbtPaths(tmp_path, tmp_path / "unused", tmp_path / "unused", tmp_path / "target", tmp_path / "logs")
-    seeded = dbt(paths, "seed", "--select", *SEEDS, profiles_dir=profiles)
-    assert seeded.success, seeded.exception
-    tested = dbt(paths, "test", "--select", "deid_test_vectors", profiles_dir=profiles)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {
+            "IMGOMOP_DBT_TARGET": "bigquery",
+            "IMGOMOP_BQ_API_ENDPOINT": bigquery_emulator,
+            "IMGOMOP_BQ_PROJECT": "imgomop-deid-vectors",
+            "IMGOMOP_BQ_IDENTIFIED_DATASET": "deid_vectors",
+            "IMGOMOP_DEID_DATABASE": "imgomop-deid-vectors",
+            "IMGOMOP_DEID_SCHEMA": "deid_vectors_deidentified",
+        }.items():
+            mp.setenv(name, value)
+        seeded = dbt(paths, "seed", "--select", *SEEDS)
+        assert seeded.success, seeded.exception
+        tested = dbt(paths, "test", "--select", "deid_test_vectors")
     assert tested.result is not None, tested.exception
     (result,) = [r for r in tested.result.results if r.node.name == "deid_test_vectors"]
     assert str(result.status) == "pass", f"{result.failures} vectors differ on BigQuery: {result.message}"

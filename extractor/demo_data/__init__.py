@@ -18,6 +18,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -99,7 +100,10 @@ def make_demo_archive(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     for path in existing:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     for name in OUTPUT_NAMES:
         (staging / name).rename(out_dir / name)
     staging.rmdir()
@@ -119,7 +123,8 @@ def _files(path: Path) -> list[Path]:
     return [path] if path.is_file() else [child for child in path.rglob("*") if child.is_file()]
 
 
-def generate(root: Path, seed: int, patients: int) -> dict:
+def generate(root: Path, seed: int, patients: int) -> dict[str, Any]:
+    """Write dicom/, ehr/ and answer_key.json under root; returns the counts DemoArchive reports."""
     rng = random.Random(seed)
     persons = select_persons(load_persons(TEMPLATE_BY_SYNTHEA_CONCEPT), patients, rng)
     plan = plan_archive(rng, persons, concept_codes(), max_procedure_occurrence_id() + 1)
