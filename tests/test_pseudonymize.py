@@ -128,6 +128,17 @@ def test_uid_and_accession_with_the_same_text_hash_differently() -> None:
 # --- specific behaviour --------------------------------------------------------------------
 
 
+def test_patterns_are_written_identically_in_sql_python_and_spec() -> None:
+    macro = (REPO / "deid_sql" / "macros" / "deid_redact.sql").read_text(encoding="utf-8")
+    block = macro.split("{%- set table -%}", 1)[1].split("{%- endset -%}", 1)[0]
+    sql_patterns = tuple(tuple(line.split(" ", 1)) for line in block.strip().splitlines())
+    assert sql_patterns == p.REDACTION_PATTERNS
+    spec = (REPO / "deid_sql" / "SPEC.md").read_text(encoding="utf-8")
+    spec_rows = re.findall(r"^   \| `(\[[A-Z]+\])` \| `(.+)` \|$", spec, flags=re.MULTILINE)
+    assert tuple((mask, pattern.replace("\\|", "|")) for mask, pattern in spec_rows) == p.REDACTION_PATTERNS
+
+
+
 def test_bytes_and_str_keys_agree() -> None:
     assert p.hash_uid("1.2.3", TEST_KEY.encode()) == p.hash_uid("1.2.3", TEST_KEY)
 
