@@ -11,14 +11,13 @@ import os
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from tqdm import tqdm
 
+from extractor.parallel import run_chunks
 from extractor.harvest.discover import check_sources, discover_files
 from extractor.harvest.reader import HarvestError, header_json, read_instance
 from extractor.warehouse.base import FileRef, HarvestRun, RawWarehouse
@@ -106,7 +105,7 @@ def harvest(
         stale_series: set[str] = set()
         bar = tqdm(total=changed, unit="file", disable=not (show_progress() if progress is None else progress))
         pending = ChunkResult()
-        for result in _run_chunks(warehouse.changed_files(CHUNK_FILES), run.run_id, workers):
+        for result in run_chunks(harvest_chunk, warehouse.changed_files(CHUNK_FILES), workers, run.run_id):
             pending.instances += result.instances
             pending.errors += result.errors
             bar.update(len(result.instances) + len(result.errors))
@@ -149,25 +148,6 @@ def _fill_missing_series_headers(warehouse: RawWarehouse) -> None:
             continue
     if headers:
         warehouse.set_series_headers(headers)
-
-
-def _run_chunks(chunks: Iterator[list[FileRef]], run_id: str, workers: int) -> Iterator[ChunkResult]:
-    """Results of harvest_chunk over the chunks, with a bounded number of chunks in flight."""
-    if workers == 1:
-        for chunk in chunks:
-            yield harvest_chunk(chunk, run_id)
-        return
-    max_in_flight = workers * 4
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        in_flight: set[Future[ChunkResult]] = set()
-        for chunk in chunks:
-            in_flight.add(pool.submit(harvest_chunk, chunk, run_id))
-            if len(in_flight) >= max_in_flight:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        for future in in_flight:
-            yield future.result()
 
 
 def _utcnow() -> datetime:
