@@ -36,7 +36,7 @@
 
 {#- The outer CAST is a no-op on BigQuery; the emulator (crucible) returns a TIMESTAMP without it. -#}
 {% macro bigquery__deid_shift_date(date_expr, subject_expr, key=none, max_days=none) -%}
-CAST(DATE_ADD({{ date_expr }}, INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY) AS DATE)
+DATE_ADD(CAST({{ date_expr }} AS DATE), INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY)
 {%- endmacro %}
 
 
@@ -50,5 +50,5 @@ CAST(DATE_ADD({{ date_expr }}, INTERVAL {{ deid_jitter_days(subject_expr, key, m
 {%- endmacro %}
 
 {% macro bigquery__deid_shift_datetime(datetime_expr, subject_expr, key=none, max_days=none) -%}
-DATETIME_ADD({{ datetime_expr }}, INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY)
+DATETIME_ADD(CAST({{ datetime_expr }} AS DATETIME), INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY)
 {%- endmacro %}
