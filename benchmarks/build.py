@@ -650,6 +650,24 @@ class BuildRun:
         return self.series / self.seconds
 
 
+# Runs the build as its grandchild and reports its rusage. A child's ru_maxrss starts from the RSS of
+# the process it was forked (or vforked) from; forked from this small launcher, that floor is a few MB
+# instead of this script's own peak (which includes DuckDB when it has just generated a warehouse).
+LAUNCHER = r"""
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump({"maxrss": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime}, fh)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def child_env(mode: str, out_dir: Path) -> tuple[dict[str, str], str]:
     """The environment of the build: bytecode cached as an installed package has it (unless mode 'env')."""
     env = dict(os.environ)
@@ -690,19 +708,22 @@ def run_build(imgomop: str, raw: Path, workdir: Path, series: int, project_dir: 
     if project_dir is not None:
         env["IMGOMOP_DBT_PROJECT_DIR"] = str(project_dir)
     load_before = list(os.getloadavg())
+    usage_file = workdir / "rusage.json"
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([imgomop, "build", "--config", str(config)], cwd=workdir, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        returncode = subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, str(usage_file), imgomop, "build", "--config", str(config)],
+            cwd=workdir, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+        ).returncode
         wall = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+    usage = json.loads(usage_file.read_text())
     rss_unit = 1 if sys.platform == "darwin" else 1024
     run = BuildRun(
-        label=label, series=series, seconds=round(wall, 2), cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),
-        max_rss_mb=round(usage.ru_maxrss * rss_unit / MB, 1), returncode=os.waitstatus_to_exitcode(status),
+        label=label, series=series, seconds=round(wall, 2), cpu_seconds=round(usage["cpu"], 2),
+        max_rss_mb=round(usage["maxrss"] * rss_unit / MB, 1), returncode=returncode,
         parse=parse, summary=stdout.strip(), stderr_tail=stderr[-3000:],
         loadavg_before=[round(x, 2) for x in load_before], loadavg_after=[round(x, 2) for x in os.getloadavg()],
         project_dir=str(project_dir) if project_dir else None,
@@ -790,6 +811,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=HERE / "out", help="where the JSON result is written")
     parser.add_argument("--project-dir", type=Path, default=None,
                         help="build with this dbt project folder instead (IMGOMOP_DBT_PROJECT_DIR), e.g. a scratch copy")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=DIR",
+                        help="also build every size with the dbt project in DIR (a scratch copy with changed models), "
+                             "interleaved with the main project, and report the ratios (repeatable)")
     parser.add_argument("--repeat", type=int, default=1, help="builds per size; the fastest counts")
     parser.add_argument("--regenerate", action="store_true", help="generate the warehouses even when cached")
     parser.add_argument("--generate-only", action="store_true", help="only generate (and profile) the warehouses")
@@ -824,11 +848,19 @@ def main(argv: list[str] | None = None) -> int:
     env, env_note = child_env(args.bytecode, args.out_dir)
     print(f"bytecode: {env_note}")
     work_root = args.work_dir or Path(tempfile.mkdtemp(prefix="imgomop-build-bench-"))
-    workdir = work_root / "build"
+    projects: list[tuple[str, Path | None]] = [("repo" if args.project_dir is None else "project", args.project_dir)]
+    for spec in args.variant:
+        name, _, folder = spec.partition("=")
+        if not folder or not (Path(folder) / "dbt_project.yml").exists():
+            sys.exit(f"--variant {spec}: give NAME=DIR with DIR a dbt project folder (holding dbt_project.yml)")
+        projects.append((name, Path(folder).resolve()))
 
-    def build(n: int, label: str, fresh_target: bool = False) -> BuildRun:
+    def build(project: tuple[str, Path | None], n: int, label: str, fresh_target: bool = False) -> BuildRun:
+        name, folder = project
+        label = label if len(projects) == 1 else f"{name}: {label}"
         print(f"\n{label}: building {n:,} series ...", flush=True)
-        run = run_build(imgomop, raw_paths[n], workdir, n, args.project_dir, key, env, label, fresh_target)
+        # one work folder per project: its own dbt target, so each parses partially after its first build
+        run = run_build(imgomop, raw_paths[n], work_root / f"build-{name}", n, folder, key, env, label, fresh_target)
         print(run.summary or "(no summary)")
         print(f"-> {run.seconds:.1f} s, CPU {run.cpu_seconds:.1f} s, peak RSS {run.max_rss_mb:,.0f} MB, {run.parse} parse")
         if run.returncode != 0:
@@ -837,35 +869,55 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[BuildRun] = []
     base = None
-    if args.baseline_size:
-        runs.append(build(args.baseline_size, "fixed cost, full parse", fresh_target=True))
-        base = build(args.baseline_size, "fixed cost, partial parse")
-        runs.append(base)
-    elif args.bytecode == "cached":
-        build(min(sizes), "warm-up (not counted)", fresh_target=True)
-    measured: list[BuildRun] = []
+    for i, project in enumerate(projects):
+        if args.baseline_size and i == 0:
+            runs.append(build(project, args.baseline_size, "fixed cost, full parse", fresh_target=True))
+            base = build(project, args.baseline_size, "fixed cost, partial parse")
+            runs.append(base)
+        else:  # compile bytecode and save dbt's parse, as a warehouse refreshed in place has them
+            build(project, args.baseline_size or min(sizes), "warm-up (not counted)", fresh_target=True)
+    measured: dict[str, list[BuildRun]] = {name: [] for name, _ in projects}
     for n in sizes:
-        attempts = [build(n, f"run {i + 1} of {args.repeat}") for i in range(args.repeat)]
-        best = min(attempts, key=lambda r: (r.returncode != 0, r.seconds))
-        best.label = f"{n:,} series" + (f" (best of {args.repeat})" if args.repeat > 1 else "")
-        measured.append(best)
-    runs += measured
+        attempts: dict[str, list[BuildRun]] = {name: [] for name, _ in projects}
+        for i in range(args.repeat):  # interleaved: every project sees the same machine load
+            for project in projects:
+                attempts[project[0]].append(build(project, n, f"run {i + 1} of {args.repeat}"))
+        for name, tries in attempts.items():
+            best = min(tries, key=lambda r: (r.returncode != 0, r.seconds))
+            best.label = (f"{name}: " if len(projects) > 1 else "") + f"{n:,} series" + (
+                f" (best of {args.repeat})" if args.repeat > 1 else "")
+            measured[name].append(best)
+    for name, _ in projects:
+        runs += measured[name]
     if args.work_dir is None:
         shutil.rmtree(work_root, ignore_errors=True)
 
     print("\n" + results_table(runs, generation))
-    small, large = measured[0], measured[-1]
+    main_runs = measured[projects[0][0]]
+    small, large = main_runs[0], main_runs[-1]
     growth: dict = {}
-    if len(measured) > 1:
+    if len(main_runs) > 1:
         lines, growth = growth_lines(base, small, large)
         print("\n".join(lines))
     meets = large.returncode == 0 and large.seconds <= TARGET_SECONDS
     print(f"{large.series:,} series: {large.seconds:.1f} s against the {TARGET_SECONDS:.0f} s target -> "
           f"{'meets' if meets else 'MISSES'} it ({large.seconds / TARGET_SECONDS:.2f}x the target)")
+    variants: dict = {}
+    for name, folder in projects[1:]:
+        for ref, var in zip(main_runs, measured[name]):
+            figures = {"series": ref.series, "time_ratio": round(var.seconds / ref.seconds, 3),
+                       "cpu_ratio": round(var.cpu_seconds / ref.cpu_seconds, 3),
+                       "rss_ratio": round(var.max_rss_mb / ref.max_rss_mb, 3), "dbt_project": str(folder)}
+            variants.setdefault(name, []).append(figures)
+            print(f"{name} / {projects[0][0]} at {ref.series:,} series: time {figures['time_ratio']:.2f}x "
+                  f"({var.seconds:.1f} s vs {ref.seconds:.1f} s), CPU {figures['cpu_ratio']:.2f}x, "
+                  f"peak RSS {figures['rss_ratio']:.2f}x")
     if any(r.loadavg_before and r.loadavg_before[0] > (os.cpu_count() or 1) for r in runs):
         print("note: the 1-minute load average was above the CPU count during some builds (other work on the "
               "machine): wall times are inflated; CPU seconds are the steadier figure")
-    print("\nslowest dbt nodes at the largest size:\n" + top_nodes(large))
+    for name, _ in projects:
+        print(f"\nslowest dbt nodes at the largest size{', ' + name if len(projects) > 1 else ''}:\n"
+              + top_nodes(measured[name][-1]))
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out_dir / f"build-{stamp}.json"
@@ -881,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
         "generation": {str(n): generation[n] for n in all_sizes},
         "builds": [{**asdict(r), "series_per_s": round(r.series_per_s, 1)} for r in runs],
         "growth": growth,
+        "variants": variants,
         "target_seconds": TARGET_SECONDS,
         "largest_meets_target": meets,
     }, indent=2, default=str))

@@ -230,10 +230,15 @@ class Result:
     def files_per_cpu_s(self) -> float:
         return self.files / self.cpu_seconds if self.cpu_seconds > 0 else float("nan")
 
+    @property
+    def cpu_per_wall(self) -> float:
+        """Cores kept busy on average: ~1.0 for a single process with a core to itself, less when it had to share."""
+        return self.cpu_seconds / self.seconds
+
     def as_dict(self) -> dict:
         return {**asdict(self), "files_per_s": self.files_per_s, "mb_per_s": self.mb_per_s,
                 "files_per_s_per_core": self.files_per_s_per_core, "process_files_per_s": self.process_files_per_s,
-                "files_per_cpu_s": self.files_per_cpu_s}
+                "files_per_cpu_s": self.files_per_cpu_s, "cpu_per_wall": self.cpu_per_wall}
 
 
 def _memory(m: Measured) -> dict:
@@ -386,13 +391,14 @@ def _fmt(value: float | None, spec: str = ",.0f") -> str:
 
 def table(results: list[Result]) -> str:
     head = (f"{'run':<52} {'files':>6} {'MB':>5} {'work s':>7} {'files/s':>8} {'MB/s':>6} {'workers':>7} "
-            f"{'files/s/core':>12} {'files/CPU-s':>11} {'process s':>9} {'RSS max proc':>12} {'RSS tree':>8} {'PSS tree':>8}")
+            f"{'files/s/core':>12} {'files/CPU-s':>11} {'CPU/wall':>8} {'process s':>9} {'RSS max proc':>12} {'RSS tree':>8} {'PSS tree':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
         mem = r.memory
         lines.append(
             f"{r.name:<52} {r.files:>6} {r.bytes / MB:>5,.0f} {r.seconds:>7.2f} {r.files_per_s:>8,.0f} {r.mb_per_s:>6,.1f} "
-            f"{r.workers:>7} {r.files_per_s_per_core:>12,.0f} {r.files_per_cpu_s:>11,.0f} {r.process_seconds:>9.2f} "
+            f"{r.workers:>7} {r.files_per_s_per_core:>12,.0f} {r.files_per_cpu_s:>11,.0f} {r.cpu_per_wall:>8.2f} "
+            f"{r.process_seconds:>9.2f} "
             f"{_fmt(mem.get('max_rss_largest_process_mb')):>12} "
             f"{_fmt(mem.get('peak_tree_rss_mb')):>8} {_fmt(mem.get('peak_tree_pss_mb')):>8}"
         )
@@ -402,6 +408,7 @@ def table(results: list[Result]) -> str:
         "files/s, MB/s, files/s/core: from work s (MB = 10^6 bytes of DICOM files); files/s/core = files/s / workers.",
         "files/CPU-s: files per CPU-second of work (harvest: CPU of the whole process tree minus that of harvesting an",
         "        empty folder); unlike files/s it does not depend on what else the machine runs.",
+        "CPU/wall: CPU seconds of work / work s; below 1.0 for a single process means it waited for a core.",
         "memory in MB: peak RSS of the largest single process (wait4), peak sum of RSS / PSS over the process tree (polled).",
     ]
     return "\n".join(lines)
@@ -516,6 +523,10 @@ def main(argv: list[str] | None = None) -> int:
         affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
         print(f"cores: os.cpu_count()={os.cpu_count()}, usable={affinity}; load average before {load_before}, "
               f"after {load_after} (other work on the machine lowers files/s, not files/CPU-s)")
+        busy = load_before is not None and load_before[0] >= 1.0
+        if busy:
+            print(f"WARNING: the machine was busy before this run (1-minute load {load_before[0]} on {affinity} cores): "
+                  "files/s figures and their ratio depend on what else ran; quote the per-CPU-second ratio")
         print("ratios:")
         for key, value in per_core.items():
             verdict = "meets" if value >= PER_CORE_TARGET else "MISSES"
@@ -537,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join([Path(sys.executable).name, *(argv if argv is not None else sys.argv)]),
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpu_count": os.cpu_count(), "usable_cores": affinity,
-                        "load_average_before": load_before, "load_average_after": load_after},
+                        "load_average_before": load_before, "load_average_after": load_after,
+                        "busy": busy},
             "bytecode": env_note,
             "corpus": manifest,
             "page_cache": {"warmed": True, "files_read": warm_files, "bytes_read": warm_bytes, "seconds": round(warm_s, 2)},

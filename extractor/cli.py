@@ -121,6 +121,73 @@ def build(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def scrub(
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Folder mode: files or folders to de-identify (no warehouse needed).")] = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder, or gs://bucket/prefix.")] = "",
+    cohort: Annotated[Optional[str], typer.Option("--cohort", help="Cohort mode: a SQL query (or .sql file) over the de-identified tables returning image_occurrence_id.")] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Profile name (pre-irb, post-irb-limited, strict-allowlist) or TOML file. Default: [scrub] profile, else pre-irb.")] = None,
+    pixel_script: Annotated[Optional[list[Path]], typer.Option("--pixel-script", help="CTP DicomPixelAnonymizer script(s); first matching rule wins. Default: [scrub] pixel_scripts, else the demo devices' rules.")] = None,
+    allow_script: Annotated[Optional[list[Path]], typer.Option("--allow-script", help="CTP DicomFilter script(s) that may allow back secondary captures, burned-in YES and DERIVED images.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Parallel processes (default: one per core).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """De-identify DICOM files: filter risky instances, blank burned-in text, scrub metadata.
+
+    Every input ends as deidentified, filtered (with the rule) or quarantined (with the error);
+    a manifest (Parquet, no identifiers) is written under OUT/manifest. Re-runs skip finished
+    inputs. Needs IMGOMOP_DEID_KEY (the same key as the build, so files match the tables).
+    """
+    from extractor.build.dbt_build import BuildError, require_key
+    from extractor.scrub.settings import ScrubConfigError, scrub_settings
+
+    if bool(inputs) == bool(cohort):
+        _fail("give either INPUT folders/files (folder mode) or --cohort QUERY (cohort mode), not both or neither")
+    if not out:
+        _fail("--out is required: a folder or gs://bucket/prefix for the scrubbed files")
+    cfg = _load(config)
+    try:
+        require_key()
+        settings = scrub_settings(cfg, out, profile, pixel_script, allow_script)
+    except (BuildError, ScrubConfigError) as exc:
+        _fail(str(exc))
+    if cohort:
+        _scrub_cohort(cfg, cohort, settings, workers)
+    else:
+        _scrub_folders(inputs or [], settings, workers)
+
+
+def _scrub_folders(inputs: list[str], settings, workers: int | None) -> None:
+    from extractor.harvest.discover import SourceError
+    from extractor.scrub.run import folder_jobs, format_scrub_summary, run_scrub
+
+    try:
+        summary = run_scrub(folder_jobs(inputs), settings, workers)
+    except SourceError as exc:
+        _fail(str(exc))
+    typer.echo(format_scrub_summary(summary))
+
+
+def _scrub_cohort(cfg, cohort: str, settings, workers: int | None) -> None:
+    from extractor.build.dbt_build import run_dbt, summarise
+    from extractor.scrub.cohort import CohortError, cohort_jobs, read_cohort_sql, record_manifest
+    from extractor.scrub.run import format_scrub_summary, run_scrub
+
+    try:
+        jobs = cohort_jobs(cfg, read_cohort_sql(cohort), settings.key)
+    except CohortError as exc:
+        _fail(str(exc))
+    if not jobs:
+        _fail("the cohort query selected no series with harvested files")
+    summary = run_scrub(jobs, settings, workers)
+    typer.echo(format_scrub_summary(summary))
+    record_manifest(cfg, summary.manifest)
+    refreshed = summarise(run_dbt(cfg, "build", select=["deid_image_occurrence"]))
+    if not refreshed.ok:
+        _fail("the scrub finished but refreshing local_path failed: " + "; ".join(refreshed.failures))
+    typer.echo("de-identified image_occurrence.local_path now points at the scrubbed series")
+
+
 @app.command("demo-data")
 def demo_data(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo archive in (dicom/, ehr/, answer_key.json).")],
@@ -139,7 +206,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the demo archive.")] = 0,
     config: ConfigOption = None,
 ) -> None:
-    """Run the main job end to end on the embedded default: demo archive -> harvest -> load EHR -> build."""
+    """Run the main job end to end on the embedded default: demo archive -> harvest -> load EHR -> build -> scrub a cohort."""
     from extractor.demo_data import make_demo_archive
 
     import os
@@ -154,6 +221,16 @@ def demo(
         os.environ["IMGOMOP_DEID_KEY"] = secrets.token_hex(32)
         typer.echo("IMGOMOP_DEID_KEY not set: using a random key for this demo run")
     build(select=None, config=config)
+    scrub(
+        inputs=None,
+        out=str(out_dir / "extract"),
+        cohort="SELECT image_occurrence_id FROM image_occurrence WHERE modality_source_value IN ('CT', 'US', 'MR')",
+        profile=None,
+        pixel_script=None,
+        allow_script=None,
+        workers=None,
+        config=config,
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,12 @@
 (cast({{ date_expr }} as date) + cast({{ deid_jitter_days(subject_expr, key, max_days) }} as integer))
 {%- endmacro %}
 
-{#- The outer CAST is a no-op on BigQuery; the emulator (crucible) returns a TIMESTAMP without it. -#}
+{#- The outer CAST is a no-op on BigQuery; the emulator (crucible) returns a TIMESTAMP without it.
+    The inner CASTs (here and in shift_datetime) match the DuckDB variants: BigQuery has no implicit
+    TIMESTAMP/DATETIME -> DATE/DATETIME coercion, so DATE_ADD(<DATETIME>) or DATETIME_ADD(<TIMESTAMP>) (an EHR
+    column loaded as TIMESTAMP) would fail there; the emulator accepts both, so only the cast makes it portable. -#}
 {% macro bigquery__deid_shift_date(date_expr, subject_expr, key=none, max_days=none) -%}
-DATE_ADD(CAST({{ date_expr }} AS DATE), INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY)
+CAST(DATE_ADD(CAST({{ date_expr }} AS DATE), INTERVAL {{ deid_jitter_days(subject_expr, key, max_days) }} DAY) AS DATE)
 {%- endmacro %}
 
 

@@ -1,0 +1,1 @@
+"""Scrub stage: filter, blank pixels, de-identify metadata, write scrubbed DICOM files."""

@@ -1,0 +1,664 @@
+"""De-identify the metadata of one pydicom Dataset according to a Profile.
+
+``deidentify_metadata(ds, profile, context)`` changes ``ds`` in place (sequences at any depth
+included) and returns a MetadataReport: per attribute path, the action taken and the rule
+that asked for it, never a value. UIDs go through ``hash_uid``, dates through ``shift_date``
+and descriptions through ``redact_text`` (extractor.deid.pseudonymize), so every value equals
+what the SQL implementation of deid_sql/SPEC.md computes for the de-identified tables.
+
+Speed: the walker never decodes an attribute that no rule touches. Per dataset it takes the
+set of tags present and intersects it with the compiled rule tags and the sequence tags (C
+set operations); only tags outside the DICOM dictionary (private, group lengths, 50xx/60xx
+ranges, unknown) are looked at one by one.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+from pydicom.dataelem import DataElement, empty_value_for_VR
+from pydicom.datadict import dictionary_VR, get_entry, keyword_for_tag
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from extractor.deid.pseudonymize import (
+    DeidParameters,
+    Key,
+    hash_text,
+    hash_uid,
+    load_allowlist,
+    redact_text,
+    shift_date,
+)
+from extractor.scrub.metadata.confidentiality import format_tag
+from extractor.scrub.metadata.profile import Profile
+from extractor.scrub.metadata.rules import (
+    CLEAN,
+    DATE,
+    DEIDENTIFICATION_METHOD,
+    DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
+    DICOM_UID_ROOT,
+    DUMMY,
+    EMPTY,
+    HASH_TEXT,
+    HASH_UID,
+    HASH_UID_UNLISTED,
+    KEEP,
+    KNOWN_TAGS,
+    LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED,
+    PATIENT_IDENTITY_REMOVED,
+    REDACT,
+    REMOVE,
+    REPLACE,
+    SHIFT_DATE,
+    SQ_TAGS,
+    UID,
+    CompiledProfile,
+    Rule,
+)
+
+DEFAULT_ALLOWLIST = Path(__file__).resolve().parents[3] / "vocab" / "seeds" / "description_allowlist.csv"
+
+# File meta written by imgomop (PS3.15 E.1.1 step 7: the file meta describes the de-identifier).
+IMPLEMENTATION_CLASS_UID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "https://imgomop/implementation").int)
+IMPLEMENTATION_VERSION_NAME = "IMGOMOP_0.1"
+
+SPECIFIC_CHARACTER_SET = 0x00080005  # always survives allowlist mode: the remaining text must stay decodable
+
+# Report action names.
+REMOVED, EMPTIED, REPLACED, HASHED, SHIFTED, KEPT, REDACTED, ADDED = (
+    "removed", "emptied", "replaced", "hashed", "shifted", "kept", "redacted", "added",
+)
+
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_MAX_LENGTH = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "IS": 12, "LO": 64, "PN": 64, "SH": 16, "TM": 14, "UI": 64, "DT": 26}
+_DUMMY = {
+    "AE": "ANONYMIZED", "AS": "000Y", "CS": "ANONYMIZED", "DA": "19000101", "DT": "19000101000000",
+    "DS": "0", "IS": "0", "LO": "ANONYMIZED", "LT": "ANONYMIZED", "PN": "ANONYMIZED", "SH": "ANONYMIZED",
+    "ST": "ANONYMIZED", "TM": "000000", "UC": "ANONYMIZED", "UR": "", "UT": "ANONYMIZED",
+    "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0, "AT": 0,
+}
+_DA = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
+_DT = re.compile(r"^(\d{4})(\d{2})(\d{2})((?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?(?:[+-]\d{4})?)$")
+_DT_YEAR = re.compile(r"^(\d{4})")
+_IGNORE = 0  # pydicom.config.IGNORE: our values are checked here, not warned about by pydicom
+
+
+class MetadataError(ValueError):
+    """The instance cannot be de-identified as asked (quarantine it); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class DeidContext:
+    """Per-study inputs. The key, subject and parameters never appear in repr, logs or reports."""
+
+    key: Key = field(repr=False)
+    subject: str | None = field(default=None, repr=False)  # identified person id (as text) for the date jitter
+    parameters: Mapping[str, Any] = field(default_factory=dict, repr=False)  # PatientID, PatientName, AccessionNumber, ...
+    allowlist: frozenset[str] | None = field(default=None, repr=False)  # redact_text tokens; default: vocab seed
+    deid_parameters: DeidParameters = DeidParameters()
+    pixels_cleaned: bool = False  # the pixel stage cleaned burned-in text: records 113101
+
+
+class ReportEntry(NamedTuple):
+    path: str  # e.g. "ReferencedImageSequence[0].ReferencedSOPInstanceUID" or "(0019,1023)"
+    action: str  # removed, emptied, replaced, hashed, shifted, kept, redacted, added
+    rule: str  # why, e.g. "E.1-1 basic U", "profile", "not in allowlist"
+
+
+@dataclass
+class MetadataReport:
+    """What was done, per attribute path: no values, so it can go into the manifest and the review report."""
+
+    profile: str
+    entries: list[ReportEntry] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, problem), no values
+    method_codes: tuple[str, ...] = ()
+    temporal: str | None = None  # LongitudinalTemporalInformationModified written
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.entries:
+            out[e.action] = out.get(e.action, 0) + 1
+        return out
+
+    def paths(self, action: str) -> list[str]:
+        return [e.path for e in self.entries if e.action == action]
+
+    def action_for(self, path: str) -> str | None:
+        return next((e.action for e in self.entries if e.path == path), None)
+
+    def rows(self) -> list[dict[str, str]]:
+        return [e._asdict() for e in self.entries]
+
+
+@lru_cache(maxsize=4096)
+def _name(tag: int) -> str:
+    if (tag >> 16) & 1:
+        return format_tag(tag)
+    return keyword_for_tag(tag) or format_tag(tag)
+
+
+@lru_cache(maxsize=1024)
+def _is_repeater(tag: int) -> bool:
+    try:
+        get_entry(tag)
+        return True
+    except KeyError:
+        return False
+
+
+def _values(value: Any) -> list[str]:
+    if isinstance(value, (MultiValue, list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _joined(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
+
+
+def _is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (str, bytes, MultiValue, list, tuple)):
+        return len(value) == 0
+    return str(value) == ""
+
+
+_tuple_new = tuple.__new__
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+
+
+def _delete(ds: Dataset, tag: BaseTag) -> None:
+    """Remove one element. Plain elements go straight out of the dataset's dict (the public
+    ``del ds[tag]`` costs several times more per element, and scrubbing removes hundreds);
+    pixel data and private creators take the public path so pydicom resets its caches."""
+    if tag in _PIXEL_TAGS or (tag >> 16) & 1 and tag & 0xFF00 == 0:
+        del ds[tag]
+    else:
+        del ds._dict[tag]
+
+
+def _set(elem: DataElement, value: Any) -> None:
+    elem.validation_mode = _IGNORE
+    elem.value = value
+
+
+class _Walker:
+    def __init__(self, compiled: CompiledProfile, context: DeidContext, allowlist: frozenset[str], report: MetadataReport):
+        self.c = compiled
+        self.p = compiled.profile
+        self.rules = compiled.rules
+        self.rule_tags = compiled.rule_tags
+        self.key = context.key
+        self.subject = context.subject
+        self.params = context.parameters
+        self.deid_parameters = context.deid_parameters
+        self.tokens = allowlist
+        self.entries = report.entries
+        self.warnings = report.warnings
+        self.allowed: frozenset[int] | None = None
+        self.uids: dict[str, str] = {}
+        self.dates: dict[str, str] = {}
+
+    def add(self, path: str, action: str, rule: str) -> None:
+        self.entries.append(_tuple_new(ReportEntry, (path, action, rule)))
+
+    # --- one dataset ------------------------------------------------------------------
+    # Tags are handled as plain ints for the set operations (pydicom's BaseTag compares in
+    # Python, which made set operations and sorting the slowest part); the BaseTag keys of
+    # the dataset's own dict are used to reach the elements (dict lookups by identity).
+    def walk(self, ds: Dataset, prefix: str) -> None:
+        d = ds._dict
+        if not d:
+            return
+        keymap = {int(t): t for t in d}
+        present = keymap.keys()
+        unknown = present - KNOWN_TAGS
+        known = present & KNOWN_TAGS if unknown else set(present)
+        dropped: set[int] = set()
+        if self.allowed is not None:
+            dropped = known - self.allowed
+            known -= dropped
+        hits = known & self.rule_tags
+        seqs = (known & SQ_TAGS) - hits
+        # every set is computed before the dataset changes
+        if unknown:
+            self.outside_dictionary(ds, keymap, sorted(unknown), prefix)
+        if dropped:
+            for tag in sorted(dropped):
+                _delete(ds, keymap[tag])
+                self.add(prefix + _name(tag), REMOVED, "not in allowlist")
+        rules = self.rules
+        for tag in sorted(hits):
+            self.apply(ds, keymap[tag], rules[tag], prefix)
+        for tag in seqs:
+            self.items(ds[keymap[tag]], prefix + _name(tag))
+
+    def outside_dictionary(self, ds: Dataset, keymap: dict, tags: list[int], prefix: str) -> None:
+        privates = []
+        for tag in tags:
+            group = tag >> 16
+            if group & 1:
+                privates.append(tag)
+                continue
+            btag = keymap[tag]
+            if tag & 0xFFFF == 0:
+                _delete(ds, btag)
+                self.add(prefix + _name(tag), REMOVED, "group length (recomputed by writers)")
+                continue
+            if group < 3:
+                _delete(ds, btag)
+                self.add(prefix + _name(tag), REMOVED, "file meta / command element inside the dataset")
+                continue
+            rule = next((r for pattern, r in self.c.ranges if pattern.matches(tag)), None)
+            if self.allowed is not None and tag not in self.allowed:
+                _delete(ds, btag)
+                self.add(prefix + _name(tag), REMOVED, "not in allowlist")
+            elif rule is not None:
+                self.apply(ds, btag, rule, prefix)
+            elif _is_repeater(tag):
+                pass  # a known repeating-group attribute no rule names: kept
+            elif self.p.unknown_public == "remove":
+                _delete(ds, btag)
+                self.add(prefix + _name(tag), REMOVED, "attribute not in the DICOM dictionary")
+            elif ds[btag].VR == "SQ":
+                self.items(ds[btag], prefix + _name(tag))
+        if privates:
+            self.private(ds, keymap, privates, prefix)
+
+    def private(self, ds: Dataset, keymap: dict, tags: list[int], prefix: str) -> None:
+        rule = self.c.private_rule
+        keep: set[int] = set()
+        if self.c.safe_private:
+            creators: dict[int, str | None] = {}
+            safe = self.c.safe_private
+            for tag in tags:
+                element = tag & 0xFFFF
+                if element < 0x1000:
+                    continue
+                creator_tag = (tag & 0xFFFF0000) | (element >> 8)
+                if creator_tag not in creators:
+                    creators[creator_tag] = None
+                    if creator_tag in keymap:
+                        value = ds[keymap[creator_tag]].value
+                        if isinstance(value, bytes):
+                            value = value.decode("latin-1")
+                        creators[creator_tag] = str(value).strip(" \x00") if value is not None else None
+                creator = creators[creator_tag]
+                if creator is not None and (tag >> 16, creator, element & 0xFF) in safe:
+                    keep.add(tag)
+                    keep.add(creator_tag)
+        origin = rule.origin if rule.action != CLEAN else "private, not listed safe"
+        for tag in tags:
+            path = prefix + _name(tag)
+            btag = keymap[tag]
+            if tag not in keep:
+                _delete(ds, btag)
+                self.add(path, REMOVED, origin)
+                continue
+            if tag & 0xFFFF < 0x1000:
+                continue  # the private creator of a kept block
+            elem = ds[btag]
+            if elem.VR == "SQ":
+                self.add(path, KEPT, "safe private (contents cleaned)")
+                self.items(elem, path)
+            elif elem.VR == "UI" and not _is_empty(elem.value):
+                self.uid(elem, path, "safe private UID", unlisted=True)
+            else:
+                self.add(path, KEPT, "safe private")
+
+    def items(self, elem: DataElement, path: str) -> None:
+        value = elem.value
+        if not value:
+            return
+        for i, item in enumerate(value):
+            if isinstance(item, Dataset):
+                self.walk(item, f"{path}[{i}].")
+
+    # --- one attribute ------------------------------------------------------------------
+    def apply(self, ds: Dataset, tag: BaseTag, rule: Rule, prefix: str) -> None:
+        action = rule.action
+        path = prefix + _name(tag)
+        if action == REMOVE:
+            _delete(ds, tag)
+            self.add(path, REMOVED, rule.origin)
+            return
+        if action == KEEP and tag not in SQ_TAGS and tag in KNOWN_TAGS:
+            self.add(path, KEPT, rule.origin)
+            return
+        elem = ds[tag]
+        vr = elem.VR
+        if vr == "SQ":
+            self.sequence(ds, tag, elem, rule, path)
+            return
+        self.value(ds, tag, elem, vr, rule, path)
+
+    def sequence(self, ds: Dataset, tag: int, elem: DataElement, rule: Rule, path: str) -> None:
+        action = rule.action
+        if action == EMPTY:
+            _set(elem, [])
+            self.add(path, EMPTIED, rule.origin)
+        elif action in (KEEP, DUMMY, CLEAN, UID, DATE):
+            self.add(path, KEPT, f"{rule.origin}: contents cleaned")
+            self.items(elem, path)
+        else:  # an action meant for a value (replace, hash, ...) on a sequence: fail closed
+            _delete(ds, tag)
+            self.add(path, REMOVED, f"{rule.origin}: {action} cannot apply to a sequence")
+
+    def value(self, ds: Dataset, tag: int, elem: DataElement, vr: str, rule: Rule, path: str) -> None:
+        action = rule.action
+        value = elem.value
+        if action == REPLACE:
+            self.replace(ds, tag, elem, vr, rule, path)
+            return
+        if action == EMPTY:
+            _set(elem, empty_value_for_VR(vr))
+            self.add(path, EMPTIED, rule.origin)
+            return
+        if action == DUMMY:
+            if vr == "UI":
+                if not _is_empty(value):
+                    self.uid(elem, path, rule.origin)
+                    return
+                _set(elem, hash_uid(path, self.key))
+            elif vr in _DUMMY:
+                _set(elem, _DUMMY[vr])
+            else:  # OB, OW, UN, ...: two zero bytes
+                _set(elem, b"\x00\x00")
+            self.add(path, REPLACED, rule.origin)
+            return
+        if action == KEEP:
+            self.add(path, KEPT, rule.origin)
+            return
+        if _is_empty(value):
+            return  # nothing to hash, shift or clean
+        if action in (UID, HASH_UID, HASH_UID_UNLISTED):
+            if vr != "UI":
+                _delete(ds, tag)
+                self.add(path, REMOVED, f"{rule.origin}: not a UID (VR {vr})")
+                return
+            self.uid(elem, path, rule.origin, unlisted=action == HASH_UID_UNLISTED)
+        elif action == DATE or action == SHIFT_DATE:
+            self.temporal(ds, tag, elem, vr, rule, path, force_shift=action == SHIFT_DATE)
+        elif action in (CLEAN, REDACT):
+            if vr not in _TEXT_VRS:
+                _delete(ds, tag)
+                self.add(path, REMOVED, f"{rule.origin}: VR {vr} cannot be cleaned")
+                return
+            self.redact(elem, vr, path, rule.origin)
+        elif action == HASH_TEXT:
+            if vr not in _TEXT_VRS:
+                _delete(ds, tag)
+                self.add(path, REMOVED, f"{rule.origin}: VR {vr} cannot be hashed as text")
+                return
+            domain = rule.attribute.domain if rule.attribute and rule.attribute.domain else "text"
+            hashed = hash_text(domain, str(value), self.key)
+            _set(elem, hashed if hashed is not None else empty_value_for_VR(vr))
+            self.check_length(path, vr, hashed)
+            self.add(path, HASHED, rule.origin)
+        else:
+            _delete(ds, tag)
+            self.add(path, REMOVED, f"{rule.origin}: unknown action {action!r}")
+
+    def uid(self, elem: DataElement, path: str, origin: str, unlisted: bool = False) -> None:
+        cache = self.uids
+        out = []
+        changed = False
+        for v in _values(elem.value):
+            if unlisted and v.startswith(DICOM_UID_ROOT):
+                out.append(v)
+                continue
+            h = cache.get(v)
+            if h is None:
+                h = hash_uid(v, self.key) or ""
+                cache[v] = h
+            out.append(h)
+            changed = True
+        if changed:
+            _set(elem, _joined(out))
+            self.add(path, HASHED, origin)
+
+    def redact(self, elem: DataElement, vr: str, path: str, origin: str) -> None:
+        values = [redact_text(v, self.tokens) or "" for v in _values(elem.value)]
+        new = _joined(values)
+        _set(elem, new)
+        for v in values:
+            self.check_length(path, vr, v)
+        self.add(path, REDACTED, origin)
+
+    def temporal(self, ds: Dataset, tag: int, elem: DataElement, vr: str, rule: Rule, path: str, force_shift: bool) -> None:
+        mode = "shift" if force_shift else self.p.dates
+        if vr not in ("DA", "DT"):  # TM, or a time zone offset: times of day survive a whole-day shift
+            if mode == "keep" or self.p.times == "keep":
+                self.add(path, KEPT, rule.origin)
+            else:
+                _set(elem, empty_value_for_VR(vr))
+                self.add(path, EMPTIED, f"{rule.origin}: times removed")
+            return
+        if mode == "keep":
+            self.add(path, KEPT, rule.origin)
+            return
+        if mode == "remove":
+            _set(elem, empty_value_for_VR(vr))
+            self.add(path, EMPTIED, f"{rule.origin}: dates removed")
+            return
+        out = []
+        for v in _values(elem.value):
+            new = self.shift_one(v.strip(" \x00"), vr) if mode == "shift" else self.year_one(v.strip(" \x00"), vr)
+            if new is None:  # fail closed: a value we cannot read is not passed on
+                _set(elem, empty_value_for_VR(vr))
+                self.add(path, EMPTIED, f"{rule.origin}: unreadable {vr}")
+                self.warnings.append((path, f"unreadable {vr} value emptied"))
+                return
+            out.append(new)
+        _set(elem, _joined(out))
+        self.add(path, SHIFTED if mode == "shift" else REPLACED, rule.origin if mode == "shift" else f"{rule.origin}: year kept")
+
+    def shift_one(self, value: str, vr: str) -> str | None:
+        if vr == "DA":
+            return self.shift_day(value)
+        m = _DT.match(value)
+        if not m:
+            return None
+        day = self.shift_day(m.group(1) + m.group(2) + m.group(3))
+        return None if day is None else day + m.group(4)
+
+    def shift_day(self, yyyymmdd: str) -> str | None:
+        cached = self.dates.get(yyyymmdd)
+        if cached is not None:
+            return cached
+        m = _DA.match(yyyymmdd)
+        if not m:
+            return None
+        try:
+            original = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            return None
+        try:
+            shifted = shift_date(original, self.subject, self.key, self.deid_parameters)
+        except OverflowError:
+            return None
+        if shifted is None:
+            raise MetadataError("dates are shifted but the context has no subject (the identified person id)")
+        out = shifted.strftime("%Y%m%d")
+        self.dates[yyyymmdd] = out
+        return out
+
+    @staticmethod
+    def year_one(value: str, vr: str) -> str | None:
+        m = _DA.match(value) if vr == "DA" else _DT_YEAR.match(value)
+        if not m:
+            return None
+        return f"{m.group(1)}0101" if vr == "DA" else m.group(1)
+
+    def replace(self, ds: Dataset, tag: int, elem: DataElement, vr: str, rule: Rule, path: str) -> None:
+        attr = rule.attribute
+        new, missing = self.render(attr, vr)
+        if missing is None:
+            _set(elem, new)
+            self.check_length(path, vr, new)
+            self.add(path, REPLACED, rule.origin)
+            return
+        why = f"{rule.origin} fallback (parameter {missing} not given)"
+        if attr.fallback is not None:
+            _set(elem, attr.fallback)
+            self.check_length(path, vr, attr.fallback)
+            self.add(path, REPLACED, why)
+        elif attr.fallback_action is not None:
+            self.value(ds, tag, elem, vr, Rule(attr.fallback_action, why, attribute=attr), path)
+        else:
+            _set(elem, empty_value_for_VR(vr))
+            self.add(path, EMPTIED, why)
+
+    def render(self, attr, vr: str) -> tuple[Any, str | None]:
+        if attr.literal is not None:
+            return attr.literal, None
+        parts = []
+        for text, is_param in attr.template or ():
+            if not is_param:
+                parts.append(text)
+                continue
+            value = self.params.get(text)
+            if value is None:
+                return None, text
+            parts.append(str(value))
+        out = "".join(parts)
+        if vr not in ("LT", "ST", "UT"):
+            out = out.replace("\\", " ")  # one value, never a multi-value by accident
+        return out, None
+
+    def check_length(self, path: str, vr: str, value: Any) -> None:
+        limit = _MAX_LENGTH.get(vr)
+        if limit and isinstance(value, str) and len(value) > limit:
+            self.warnings.append((path, f"value longer than the VR {vr} maximum of {limit} characters"))
+
+    def insert(self, ds: Dataset) -> None:
+        for attr in self.c.inserts:
+            tag = attr.tag
+            if tag in ds:
+                continue
+            vr = attr.vr or dictionary_VR(tag)
+            new, missing = self.render(attr, vr)
+            if missing is not None:
+                if attr.fallback is None:
+                    continue
+                new = attr.fallback
+            ds[tag] = DataElement(tag, vr, new, validation_mode=_IGNORE)
+            self.add(_name(tag), ADDED, "profile (insert)")
+
+
+def _context_allowlist(compiled: CompiledProfile, context: DeidContext) -> frozenset[str]:
+    if context.allowlist is not None:
+        return context.allowlist
+    if not compiled.needs_allowlist:
+        return frozenset()
+    return _default_allowlist()
+
+
+@lru_cache(maxsize=1)
+def _default_allowlist() -> frozenset[str]:
+    if not DEFAULT_ALLOWLIST.is_file():
+        raise MetadataError(
+            f"the profile redacts text but the context has no allowlist and {DEFAULT_ALLOWLIST} is missing: "
+            "pass DeidContext(allowlist=load_allowlist(<description_allowlist.csv>))"
+        )
+    return load_allowlist(DEFAULT_ALLOWLIST)
+
+
+def deidentify_metadata(ds: Dataset, profile: Profile, context: DeidContext) -> MetadataReport:
+    """De-identify ``ds`` in place (file meta regenerated too); return what was done, without values."""
+    compiled = profile.compiled
+    if compiled.needs_subject and not context.subject:
+        raise MetadataError(
+            f"profile {profile.name} shifts dates but the context has no subject: pass "
+            "DeidContext(subject=<identified person id as text>) so the jitter equals the de-identified tables"
+        )
+    report = MetadataReport(profile.name)
+    walker = _Walker(compiled, context, _context_allowlist(compiled, context), report)
+    if compiled.allowlist_mode:
+        modality = ds.get(0x00080060)
+        walker.allowed = profile.allowed_tags(str(modality.value) if modality is not None and modality.value else None) | {SPECIFIC_CHARACTER_SET}
+    walker.walk(ds, "")
+    walker.insert(ds)
+    _record_method(ds, profile, context, report, walker)
+    if getattr(ds, "file_meta", None) is not None:
+        regenerate_file_meta(ds)
+    return report
+
+
+def _record_method(ds: Dataset, profile: Profile, context: DeidContext, report: MetadataReport, walker: _Walker) -> None:
+    """PatientIdentityRemoved, DeidentificationMethod(CodeSequence) (PS3.15 E.1.1 step 6) and E.3.6."""
+    origin = "PS3.15 E.1.1"
+    codes = profile.method_codes(pixels_cleaned=context.pixels_cleaned)
+
+    def put(tag: int, vr: str, value: Any) -> None:
+        action = REPLACED if tag in ds else ADDED
+        ds[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
+        walker.add(_name(tag), action, origin)
+
+    put(PATIENT_IDENTITY_REMOVED, "CS", "YES")
+    put(DEIDENTIFICATION_METHOD, "LO", _joined(list(profile.method)))
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item[0x00080100] = DataElement(0x00080100, "SH", value, validation_mode=_IGNORE)
+        item[0x00080102] = DataElement(0x00080102, "SH", "DCM", validation_mode=_IGNORE)
+        item[0x00080104] = DataElement(0x00080104, "LO", meaning, validation_mode=_IGNORE)
+        items.append(item)
+    put(DEIDENTIFICATION_METHOD_CODE_SEQUENCE, "SQ", Sequence(items))
+    temporal = {"shift": "MODIFIED", "keep_year": "MODIFIED", "keep": "UNMODIFIED", "remove": "REMOVED"}[profile.dates]
+    put(LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, "CS", temporal)
+    report.method_codes = tuple(v for v, _ in codes)
+    report.temporal = temporal
+
+
+def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None) -> FileMetaDataset:
+    """Replace the file meta group with one describing imgomop (PS3.15 E.1.1 step 7).
+
+    Keeps the transfer syntax (or sets ``transfer_syntax_uid``) and the SOP class; the media
+    storage SOP instance UID is the dataset's (already hashed) SOPInstanceUID; source, sending
+    and receiving AE titles and private file meta are dropped; the preamble is zeroed.
+    Idempotent: call again after a step that changes the transfer syntax.
+    """
+    old = getattr(ds, "file_meta", None) or FileMetaDataset()
+    sop_instance = ds.get("SOPInstanceUID")
+    if not sop_instance:
+        raise MetadataError("the dataset has no SOPInstanceUID: cannot write its file meta (instance not written)")
+    sop_class = old.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID")
+    if not sop_class:
+        raise MetadataError("the dataset has no SOPClassUID and the file meta no MediaStorageSOPClassUID")
+    syntax = transfer_syntax_uid or old.get("TransferSyntaxUID") or _syntax_from_encoding(ds)
+    meta = FileMetaDataset()
+    for tag, vr, value in (
+        (0x00020001, "OB", b"\x00\x01"),
+        (0x00020002, "UI", str(sop_class)),
+        (0x00020003, "UI", str(sop_instance)),
+        (0x00020010, "UI", str(syntax)),
+        (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+        (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
+    ):
+        meta[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
+    ds.file_meta = meta
+    ds.preamble = b"\x00" * 128
+    return meta
+
+
+def _syntax_from_encoding(ds: Dataset) -> str:
+    encoding = getattr(ds, "original_encoding", (None, None))
+    implicit, little = encoding if encoding else (None, None)
+    if implicit:
+        return ImplicitVRLittleEndian
+    if little is False:
+        return ExplicitVRBigEndian
+    return ExplicitVRLittleEndian

@@ -1,0 +1,127 @@
+"""`imgomop scrub`: folder mode and cohort mode, parallel, resumable, with a manifest.
+
+The manifest has one row per input. The copy that travels with the extract (Parquet under
+`<out>/manifest/`) carries no identifier: inputs are named by a keyed hash of their location.
+The warehouse copy (`scrub_manifest`, identified) also has the source location and series UID,
+and `scrub_manifest_series` gives dbt the scrubbed location of each series for local_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from extractor.deid.pseudonymize import hash_text
+from extractor.harvest.discover import check_sources, discover_files
+from extractor.harvest.pipeline import show_progress
+from extractor.parallel import run_chunks
+from extractor.scrub.instance import DEIDENTIFIED, FILTERED, Outcome, ScrubJob, ScrubSettings, scrub_chunk
+from extractor.scrub.sinks import open_sink
+
+CHUNK_JOBS = 32
+MANIFEST_FOLDER = "manifest"
+EXTRACT_COLUMNS = (
+    "source_key", "outcome", "rule", "regions", "output", "transfer_syntax_in", "transfer_syntax_out",
+    "bytes_in", "bytes_out", "seconds", "error_class",
+)  # fmt: skip
+
+
+@dataclass
+class ScrubSummary:
+    run_id: str
+    outcomes: Counter = field(default_factory=Counter)
+    rules: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    bytes_in: int = 0
+    manifest: list[dict] = field(default_factory=list)  # warehouse rows of this run
+
+
+def source_key(location: str, key: str) -> str:
+    return hash_text("source", location, key)
+
+
+def folder_jobs(sources: list[str]) -> Iterator[ScrubJob]:
+    """Folder mode: every file under the sources; each patient's dates shift by its own jitter."""
+    for ref in discover_files(check_sources(sources)):
+        yield ScrubJob(ref.location, subject="")
+
+
+def run_scrub(jobs: Iterable[ScrubJob], settings: ScrubSettings, workers: int | None = None) -> ScrubSummary:
+    """Scrub the jobs into settings.destination; skip inputs a previous run finished."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    summary = ScrubSummary(run_id=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
+    sink = open_sink(settings.destination)
+    finished = _finished_keys(settings.destination)
+    pending: list[ScrubJob] = []
+    for job in jobs:
+        if source_key(job.location, settings.key) in finished:
+            summary.skipped += 1
+        else:
+            pending.append(job)
+    chunks = [pending[i : i + CHUNK_JOBS] for i in range(0, len(pending), CHUNK_JOBS)]
+    part = 0
+    with tqdm(total=len(pending), unit="file", disable=not show_progress()) as bar:
+        for outcomes in run_chunks(scrub_chunk, chunks, workers, settings):
+            rows = [_manifest_row(o, settings.key, summary.run_id) for o in outcomes]
+            _write_manifest_part(sink, summary.run_id, part, rows)
+            part += 1
+            for outcome in outcomes:
+                summary.outcomes[outcome.outcome] += 1
+                summary.rules[(outcome.outcome, outcome.rule or outcome.error_class or "")] += 1
+                summary.bytes_in += outcome.bytes_in
+            summary.manifest += rows
+            bar.update(len(outcomes))
+    return summary
+
+
+def _manifest_row(outcome: Outcome, key: str, run_id: str) -> dict:
+    row = asdict(outcome)
+    row["regions"] = json.dumps(outcome.regions)
+    row["source_key"] = source_key(outcome.location, key)
+    row["run_id"] = run_id
+    row["scrubbed_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
+    return row
+
+
+def _write_manifest_part(sink, run_id: str, part: int, rows: list[dict]) -> None:
+    """Each chunk's rows land at once, so a crash loses at most the chunk in flight."""
+    table = pa.Table.from_pylist([{c: row[c] for c in EXTRACT_COLUMNS} for row in rows])
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    sink.write(f"{MANIFEST_FOLDER}/part-{run_id}-{part:06d}.parquet", buffer.getvalue().to_pybytes())
+
+
+def _finished_keys(destination: str) -> set[str]:
+    """Inputs an earlier run de-identified or filtered (quarantined ones are tried again)."""
+    if destination.startswith("gs://"):
+        return set()  # resume from a bucket reads the warehouse manifest instead (cohort mode)
+    folder = Path(destination) / MANIFEST_FOLDER
+    if not folder.is_dir():
+        return set()
+    keys: set[str] = set()
+    for part in sorted(folder.glob("part-*.parquet")):
+        table = pq.read_table(part, columns=["source_key", "outcome"])
+        keys |= {k for k, o in zip(*table.to_pydict().values()) if o in (DEIDENTIFIED, FILTERED)}
+    return keys
+
+
+def format_scrub_summary(summary: ScrubSummary) -> str:
+    lines = [
+        f"scrub {summary.run_id}: "
+        + ", ".join(f"{n} {outcome}" for outcome, n in sorted(summary.outcomes.items()))
+        + (f", {summary.skipped} already done (skipped)" if summary.skipped else "")
+    ]
+    for (outcome, rule), n in sorted(summary.rules.items()):
+        if outcome != DEIDENTIFIED or rule:
+            lines.append(f"  {outcome:<12} {rule or '-':<40} {n}")
+    return "\n".join(lines)
