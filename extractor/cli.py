@@ -139,6 +139,9 @@ def scrub(
     inputs. Needs IMGOMOP_DEID_KEY (the same key as the build, so files match the tables).
     """
     from extractor.build.dbt_build import BuildError, require_key
+    from extractor.scrub.ctp import ScriptError
+    from extractor.scrub.instance import compile_settings
+    from extractor.scrub.metadata import ProfileError
     from extractor.scrub.settings import ScrubConfigError, scrub_settings
 
     if bool(inputs) == bool(cohort):
@@ -149,7 +152,8 @@ def scrub(
     try:
         require_key()
         settings = scrub_settings(cfg, out, profile, pixel_script, allow_script)
-    except (BuildError, ScrubConfigError) as exc:
+        compile_settings(settings)
+    except (BuildError, ScrubConfigError, ScriptError, ProfileError) as exc:
         _fail(str(exc))
     if cohort:
         _scrub_cohort(cfg, cohort, settings, workers)

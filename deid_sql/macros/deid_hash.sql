@@ -93,14 +93,14 @@ end)
 {%- endmacro %}
 
 
-{#- 2. hash_text: first 32 hex digits of H(domain, trimmed value); NULL / empty -> NULL. -#}
+{#- 2. hash_text: first 16 hex digits of H(domain, trimmed value), to fit an SH element; NULL / empty -> NULL. -#}
 {% macro deid_hash_text(domain, expr, key=none) -%}
   {{ return(adapter.dispatch('deid_hash_text', 'imgomop')(domain, expr, key)) }}
 {%- endmacro %}
 
 {% macro default__deid_hash_text(domain, expr, key=none) -%}
 {%- set value = deid_strip_padding(expr) -%}
-(case when {{ value }} = '' then null else substr({{ deid_keyed_hash(domain, value, key) }}, 1, 32) end)
+(case when {{ value }} = '' then null else substr({{ deid_keyed_hash(domain, value, key) }}, 1, 16) end)
 {%- endmacro %}
 
 

@@ -150,13 +150,14 @@ def hash_uid(uid: str | None, key: Key) -> str | None:
 
 
 def hash_text(domain: str, value: str | None, key: Key) -> str | None:
-    """A string (accession number, MRN, ...) -> the first 32 hex digits of H(domain, value)."""
+    """A string (accession number, MRN, ...) -> the first 16 hex digits of H(domain, value)
+    (16 characters: the most an SH element such as AccessionNumber may hold)."""
     if value is None:
         return None
     value = strip_padding(value)
     if not value:
         return None
-    return keyed_hash(domain, value, key)[:32]
+    return keyed_hash(domain, value, key)[:16]
 
 
 def substitute_id(person_id: int | None, key: Key) -> int | None:

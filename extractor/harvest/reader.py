@@ -445,7 +445,7 @@ def read_header_dataset(fp: BinaryIO) -> pydicom.Dataset:
     fp.seek(0)
     if len(head) < 8:
         raise HarvestError("NotDicom", f"only {len(head)} bytes: too short to be DICOM")
-    if head[128:132] != b"DICM" and not _looks_like_bare_dataset(head):
+    if not looks_like_dicom(head):
         raise HarvestError("NotDicom", "no DICM preamble and the first bytes are not a DICOM element")
     try:
         return pydicom.dcmread(fp, stop_before_pixels=True, force=True)
@@ -453,6 +453,11 @@ def read_header_dataset(fp: BinaryIO) -> pydicom.Dataset:
         raise HarvestError("NotDicom", str(exc)) from exc
     except EOFError as exc:
         raise HarvestError("TruncatedHeader", f"file ends inside the header: {exc}") from exc
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """The first 132 bytes hold the DICM preamble marker, or start like a bare dataset."""
+    return len(head) >= 8 and (head[128:132] == b"DICM" or _looks_like_bare_dataset(head))
 
 
 def _looks_like_bare_dataset(head: bytes) -> bool:

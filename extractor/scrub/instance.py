@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 
 from extractor.deid.pseudonymize import DeidParameters, load_allowlist
+from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
 from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile, regenerate_file_meta
@@ -99,8 +100,8 @@ def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled) 
         _scrub(job, settings, compiled, outcome)
     except Exception as exc:  # noqa: BLE001 - any failure quarantines this instance; the run goes on
         outcome.outcome = QUARANTINED
-        outcome.error_class = type(exc).__name__
-        outcome.error = str(exc)[:1000]
+        outcome.error_class = outcome.error_class or type(exc).__name__
+        outcome.error = outcome.error or str(exc)[:1000]
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -109,6 +110,9 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     with open(job.location, "rb") as source:
         data = source.read()
     outcome.bytes_in = len(data)
+    if not looks_like_dicom(data[:132]):
+        outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
+        raise ValueError(outcome.error)
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax

@@ -272,66 +272,114 @@ def _blank_native(ds: pydicom.Dataset, ts: UID, regions: tuple[Region, ...], row
         raise PixelError(f"SamplesPerPixel {samples} does not match PhotometricInterpretation {pi}", ts)
     blank = blank_values(pi, bits_stored, representation, ds)
     source = ds.PixelData
-    buf = bytearray(source)
 
     if bits_allocated == 1:
-        if samples != 1:
-            raise PixelError("1-bit pixel data with more than one sample is not supported", ts)
-        total = frames * rows * columns
-        nbytes = (total + 7) // 8
-        _check_length(len(buf), nbytes, ts)
-        bits = np.unpackbits(np.frombuffer(buf, np.uint8, count=nbytes), bitorder="little", count=total)
-        view = bits.reshape(frames, rows, columns)
-        for x, y, w, h in regions:
-            view[:, y : y + h, x : x + w] = blank[0]
-        buf[:nbytes] = np.packbits(bits, bitorder="little").tobytes()
+        ds.PixelData = _blank_bits(source, regions, rows, columns, frames, samples, blank[0], ts)
+        _forget_cached_array(ds)
+        return
+    if bits_allocated not in (8, 16, 32, 64):
+        raise PixelError(f"BitsAllocated {bits_allocated} is not supported", ts)
+    order = "<" if ts.is_little_endian else ">"
+    dtype = np.dtype(f"{order}{'i' if representation else 'u'}{bits_allocated // 8}")
+    if pi == "YBR_FULL_422":
+        if columns % 2 or planar:
+            raise PixelError("native YBR_FULL_422 needs an even number of columns and PlanarConfiguration 0", ts)
+        row_items = columns * 2  # Y1 Y2 Cb Cr per pair of pixels
     else:
-        if bits_allocated not in (8, 16, 32, 64):
-            raise PixelError(f"BitsAllocated {bits_allocated} is not supported", ts)
-        order = "<" if ts.is_little_endian else ">"
-        dtype = np.dtype(f"{order}{'i' if representation else 'u'}{bits_allocated // 8}")
+        row_items = columns * (1 if planar else samples)
+    planes = samples if planar else 1
+    row_bytes = row_items * dtype.itemsize
+    nbytes = frames * planes * rows * row_bytes
+    _check_length(len(source), nbytes, ts)
+
+    def shaped(flat: np.ndarray, height: int) -> np.ndarray:
+        """`flat` (frames*planes, height, row) as (frames, height, columns, samples) or YBR_FULL_422 pairs."""
         if pi == "YBR_FULL_422":
-            if columns % 2 or planar:
-                raise PixelError("native YBR_FULL_422 needs an even number of columns and PlanarConfiguration 0", ts)
-            per_frame = rows * columns * 2
-        else:
-            per_frame = rows * columns * samples
-        count = frames * per_frame
-        _check_length(len(buf), count * dtype.itemsize, ts)
-        # Explicit VR Big Endian stores 8-bit data encoded as OW with each 16-bit word byte-swapped.
-        swap = bits_allocated == 8 and not ts.is_little_endian and ds["PixelData"].VR == VR.OW
-        if swap:
-            words = np.frombuffer(buf, np.uint8, count=len(buf) - len(buf) % 2).reshape(-1, 2)
-            work = words[:, ::-1].copy().reshape(-1)
-            flat = np.frombuffer(work, dtype, count=count)
-        else:
-            flat = np.frombuffer(buf, dtype, count=count)
-        if pi == "YBR_FULL_422":
-            # Y1 Y2 Cb Cr per pair of pixels
-            view = flat.reshape(frames, rows, columns // 2, 4)
-            luma, chroma = blank[0], blank[1]
-            for x, y, w, h in regions:
-                pairs = view[:, y : y + h, x // 2 : (x + w) // 2, :]
-                pairs[..., 0:2] = luma
-                pairs[..., 2:4] = chroma
-        else:
-            if planar:
-                view = np.moveaxis(flat.reshape(frames, samples, rows, columns), 1, -1)
-            else:
-                view = flat.reshape(frames, rows, columns, samples)
-            # One scalar per sample: numpy broadcasts a scalar much faster than a (samples,) vector.
-            for x, y, w, h in regions:
-                if len(set(blank)) == 1:
-                    view[:, y : y + h, x : x + w, :] = blank[0]
-                else:
-                    for sample, value in enumerate(blank):
-                        view[:, y : y + h, x : x + w, sample] = value
-        if swap:
-            words[:] = work.reshape(-1, 2)[:, ::-1]
-    # The bytearray itself becomes the value (pydicom accepts bytes-like OB/OW values): a second
-    # copy of a large multi-frame buffer costs more than the blanking.
-    ds.PixelData = buf
+            return flat.reshape(frames, height, columns // 2, 4)
+        if planar:
+            return np.moveaxis(flat.reshape(frames, samples, height, columns), 1, -1)
+        return flat.reshape(frames, height, columns, samples)
+
+    # Explicit VR Big Endian stores 8-bit data encoded as OW with each 16-bit word byte-swapped:
+    # unswap a copy of the whole buffer, blank, swap back.
+    if bits_allocated == 8 and not ts.is_little_endian and ds["PixelData"].VR == VR.OW:
+        even = len(source) - len(source) % 2
+        work = np.frombuffer(source, np.uint8, count=even).reshape(-1, 2)[:, ::-1].copy().reshape(-1)
+        _blank_view(shaped(work[:nbytes].view(dtype), rows), regions, blank, pi)
+        ds.PixelData = work.reshape(-1, 2)[:, ::-1].tobytes() + bytes(source[even:])
+        _forget_cached_array(ds)
+        return
+
+    # Copy only the rows that regions touch (merged into bands) and join them with views of the
+    # untouched bytes: one allocation of the output, no full copy of a large multi-frame buffer.
+    blocks = np.frombuffer(source, np.uint8, count=nbytes).reshape(frames * planes, rows, row_bytes)
+    bands = []
+    for y0, y1 in _row_bands(regions):
+        band = blocks[:, y0:y1, :].copy()
+        inside = tuple((x, y - y0, w, h) for x, y, w, h in regions if y0 <= y < y1)
+        _blank_view(shaped(band.view(dtype), y1 - y0), inside, blank, pi)
+        bands.append((y0, y1, band))
+    whole = memoryview(source)
+    block_bytes = rows * row_bytes
+    parts: list[Any] = []
+    for block in range(frames * planes):
+        start = block * block_bytes
+        cursor = 0
+        for y0, y1, band in bands:
+            parts.append(whole[start + cursor * row_bytes : start + y0 * row_bytes])
+            parts.append(memoryview(band[block]).cast("B"))
+            cursor = y1
+        parts.append(whole[start + cursor * row_bytes : start + block_bytes])
+    parts.append(whole[nbytes:])  # trailing padding, kept as it was
+    ds.PixelData = b"".join(parts)
     _forget_cached_array(ds)
+
+
+def _row_bands(regions: Iterable[Region]) -> list[tuple[int, int]]:
+    """The row ranges [y0, y1) that the regions cover, overlapping or adjacent ranges merged."""
+    merged: list[list[int]] = []
+    for _, y, _, h in sorted(regions, key=lambda r: r[1]):
+        if merged and y <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], y + h)
+        else:
+            merged.append([y, y + h])
+    return [(a, b) for a, b in merged]
+
+
+def _blank_view(view: np.ndarray, regions: Iterable[Region], blank: tuple[int, ...], pi: str) -> None:
+    """Write the blank value into each region of `view` (frames, rows, columns, samples).
+
+    For YBR_FULL_422 `view` is (frames, rows, columns/2, [Y1, Y2, Cb, Cr]) and regions are pair-aligned.
+    Scalars per sample: numpy fills a strided slice with a scalar far faster than with a vector.
+    """
+    for x, y, w, h in regions:
+        if pi == "YBR_FULL_422":
+            pairs = view[:, y : y + h, x // 2 : (x + w) // 2, :]
+            pairs[..., 0:2] = blank[0]
+            pairs[..., 2:4] = blank[1]
+        elif len(set(blank)) == 1:
+            view[:, y : y + h, x : x + w, :] = blank[0]
+        else:
+            for sample, value in enumerate(blank):
+                view[:, y : y + h, x : x + w, sample] = value
+
+
+def _blank_bits(source: bytes, regions: Iterable[Region], rows: int, columns: int, frames: int, samples: int, value: int, ts: UID) -> bytes:
+    """Blank 1-bit data: pixels are packed little-endian-bit-first, continuously across frames."""
+    if samples != 1:
+        raise PixelError("1-bit pixel data with more than one sample is not supported", ts)
+    total = frames * rows * columns
+    nbytes = (total + 7) // 8
+    _check_length(len(source), nbytes, ts)
+    bits = np.unpackbits(np.frombuffer(source, np.uint8, count=nbytes), bitorder="little", count=total)
+    view = bits.reshape(frames, rows, columns)
+    for x, y, w, h in regions:
+        view[:, y : y + h, x : x + w] = value
+    packed = np.packbits(bits, bitorder="little")
+    if total % 8:  # keep whatever the unused high bits of the last byte held
+        keep = np.uint8((0xFF << (total % 8)) & 0xFF)
+        packed[-1] = (packed[-1] & ~keep) | (source[nbytes - 1] & keep)
+    return packed.tobytes() + bytes(source[nbytes:])
 
 
 def _check_length(actual: int, expected: int, ts: UID) -> None:
@@ -445,7 +493,9 @@ def _store_native(ds: pydicom.Dataset, arr: np.ndarray, meta: dict[str, Any]) ->
     for keyword in _OFFSET_TABLE_KEYWORDS:
         if keyword in ds:
             del ds[keyword]
-    ds.PhotometricInterpretation = str(meta["photometric_interpretation"])
+    pi = str(meta["photometric_interpretation"])
+    # A decoder hands back full-resolution samples: 4:2:2 data is no longer subsampled.
+    ds.PhotometricInterpretation = "YBR_FULL" if pi == "YBR_FULL_422" else pi
     ds.SamplesPerPixel = samples
     if samples > 1:
         ds.PlanarConfiguration = 0

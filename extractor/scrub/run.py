@@ -25,7 +25,15 @@ from extractor.deid.pseudonymize import hash_text
 from extractor.harvest.discover import check_sources, discover_files
 from extractor.harvest.pipeline import show_progress
 from extractor.parallel import run_chunks
-from extractor.scrub.instance import DEIDENTIFIED, FILTERED, Outcome, ScrubJob, ScrubSettings, scrub_chunk
+from extractor.scrub.instance import (
+    DEIDENTIFIED,
+    FILTERED,
+    Outcome,
+    ScrubJob,
+    ScrubSettings,
+    compile_settings,
+    scrub_chunk,
+)
 from extractor.scrub.sinks import open_sink
 
 CHUNK_JOBS = 32
@@ -59,6 +67,7 @@ def folder_jobs(sources: list[str]) -> Iterator[ScrubJob]:
 def run_scrub(jobs: Iterable[ScrubJob], settings: ScrubSettings, workers: int | None = None) -> ScrubSummary:
     """Scrub the jobs into settings.destination; skip inputs a previous run finished."""
     workers = max(1, workers or os.cpu_count() or 1)
+    compile_settings(settings)  # a bad profile or script fails here, before any worker starts
     summary = ScrubSummary(run_id=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
     sink = open_sink(settings.destination)
     finished = _finished_keys(settings.destination)

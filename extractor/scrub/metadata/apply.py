@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
-from pydicom.dataelem import DataElement, empty_value_for_VR
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.datadict import dictionary_VR, get_entry, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -54,6 +54,7 @@ from extractor.scrub.metadata.rules import (
     HASH_UID_UNLISTED,
     KEEP,
     KNOWN_TAGS,
+    DICT_VR as _DICT_VR,
     LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED,
     PATIENT_IDENTITY_REMOVED,
     REDACT,
@@ -90,6 +91,15 @@ _DUMMY = {
 _DA = re.compile(r"^(\d{4})\.?(\d{2})\.?(\d{2})$")
 _DT = re.compile(r"^(\d{4})(\d{2})(\d{2})((?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?(?:[+-]\d{4})?)$")
 _DT_YEAR = re.compile(r"^(\d{4})")
+_ASCII_VRS = frozenset({"UI", "DA", "DT", "TM", "CS", "AS", "DS", "IS", "AE"})
+_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+_SINGLE_VALUE_VRS = frozenset({"LT", "ST", "UT", "UR"})
+_FAST_TEXT_ACTIONS = frozenset({EMPTY, KEEP, DUMMY, CLEAN, REDACT, REPLACE})
+# Character sets in which every byte below 0x80 is the ASCII character (no code extensions).
+_BYTE_TRANSPARENT_CHARSETS = frozenset(
+    {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109", "ISO_IR 110", "ISO_IR 144", "ISO_IR 127",
+     "ISO_IR 126", "ISO_IR 138", "ISO_IR 148", "ISO_IR 166", "ISO_IR 203", "ISO_IR 192"}
+)
 _IGNORE = 0  # pydicom.config.IGNORE: our values are checked here, not warned about by pydicom
 
 
@@ -163,6 +173,28 @@ def _values(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _elem_values(elem: DataElement) -> list[str]:
+    """The values of a decoded element as text; [] when empty."""
+    value = elem.value
+    if _is_empty(value):
+        return []
+    values = _values(value)
+    return values if any(values) else []
+
+
+def _raw_values(raw: RawDataElement, vr: str) -> list[str]:
+    """The values of a raw ASCII (or byte-transparent text) element; [] when empty."""
+    data = raw.value
+    if not data:
+        return []
+    text = data.decode("latin-1")
+    if vr in _SINGLE_VALUE_VRS:
+        text = text.rstrip(" \x00")
+        return [text] if text else []
+    values = [v.strip(" \x00") for v in text.split("\\")]
+    return values if any(values) else []
+
+
 def _joined(values: list[str]) -> str | list[str]:
     return values[0] if len(values) == 1 else values
 
@@ -183,7 +215,8 @@ def _delete(ds: Dataset, tag: BaseTag) -> None:
     """Remove one element. Plain elements go straight out of the dataset's dict (the public
     ``del ds[tag]`` costs several times more per element, and scrubbing removes hundreds);
     pixel data and private creators take the public path so pydicom resets its caches."""
-    if tag in _PIXEL_TAGS or (tag >> 16) & 1 and tag & 0xFF00 == 0:
+    number = int(tag)
+    if number >= 0x7FE00008 and number in _PIXEL_TAGS or (number & 0x1FF00) == 0x10000:
         del ds[tag]
     else:
         del ds._dict[tag]
@@ -208,6 +241,7 @@ class _Walker:
         self.entries = report.entries
         self.warnings = report.warnings
         self.allowed: frozenset[int] | None = None
+        self.fast_text = False
         self.uids: dict[str, str] = {}
         self.dates: dict[str, str] = {}
 
@@ -224,6 +258,17 @@ class _Walker:
             return
         keymap = {int(t): t for t in d}
         present = keymap.keys()
+        if SPECIFIC_CHARACTER_SET in present and prefix:  # an item with its own character set
+            outer = self.fast_text
+            self.fast_text = _byte_transparent(ds)
+            try:
+                self._walk(ds, prefix, keymap, present)
+            finally:
+                self.fast_text = outer
+            return
+        self._walk(ds, prefix, keymap, present)
+
+    def _walk(self, ds: Dataset, prefix: str, keymap: dict, present) -> None:
         unknown = present - KNOWN_TAGS
         known = present & KNOWN_TAGS if unknown else set(present)
         dropped: set[int] = set()
@@ -241,7 +286,7 @@ class _Walker:
                 self.add(prefix + _name(tag), REMOVED, "not in allowlist")
         rules = self.rules
         for tag in sorted(hits):
-            self.apply(ds, keymap[tag], rules[tag], prefix)
+            self.apply(ds, keymap[tag], tag, rules[tag], prefix)
         for tag in seqs:
             self.items(ds[keymap[tag]], prefix + _name(tag))
 
@@ -266,7 +311,7 @@ class _Walker:
                 _delete(ds, btag)
                 self.add(prefix + _name(tag), REMOVED, "not in allowlist")
             elif rule is not None:
-                self.apply(ds, btag, rule, prefix)
+                self.apply(ds, btag, tag, rule, prefix)
             elif _is_repeater(tag):
                 pass  # a known repeating-group attribute no rule names: kept
             elif self.p.unknown_public == "remove":
@@ -313,8 +358,8 @@ class _Walker:
             if elem.VR == "SQ":
                 self.add(path, KEPT, "safe private (contents cleaned)")
                 self.items(elem, path)
-            elif elem.VR == "UI" and not _is_empty(elem.value):
-                self.uid(elem, path, "safe private UID", unlisted=True)
+            elif elem.VR == "UI" and _elem_values(elem):
+                self.uid(ds, btag, elem, None, _elem_values(elem), path, "safe private UID", unlisted=True)
             else:
                 self.add(path, KEPT, "safe private")
 
@@ -327,24 +372,40 @@ class _Walker:
                 self.walk(item, f"{path}[{i}].")
 
     # --- one attribute ------------------------------------------------------------------
-    def apply(self, ds: Dataset, tag: BaseTag, rule: Rule, prefix: str) -> None:
+    # An element still in its raw (undecoded) form is read and written as bytes when its VR
+    # is ASCII-only (UI, DA, DT, TM, CS, AS, DS, IS, AE), or when it is text under a
+    # character set where every byte below 0x80 is ASCII and redaction is the action (the
+    # redaction maps every other character to a space first, so the decoding cannot change
+    # its result). Decoding through pydicom costs tens of microseconds per element; this
+    # path costs about one. Everything else (sequences, numbers, exact text for hash_text,
+    # other character sets) goes through pydicom.
+    def apply(self, ds: Dataset, tag: BaseTag, number: int, rule: Rule, prefix: str) -> None:
         action = rule.action
-        path = prefix + _name(tag)
+        path = prefix + _name(number)
         if action == REMOVE:
             _delete(ds, tag)
             self.add(path, REMOVED, rule.origin)
             return
-        if action == KEEP and tag not in SQ_TAGS and tag in KNOWN_TAGS:
+        if action == KEEP and number not in SQ_TAGS and number in KNOWN_TAGS:
             self.add(path, KEPT, rule.origin)
             return
-        elem = ds[tag]
-        vr = elem.VR
+        elem = ds._dict[tag]
+        raw = None
+        if elem.__class__ is RawDataElement:
+            vr = elem.VR or _DICT_VR.get(number)
+            if vr in _ASCII_VRS or (vr in _CHARSET_VRS and self.fast_text and action in _FAST_TEXT_ACTIONS):
+                raw = elem
+            else:
+                elem = ds[tag]
+                vr = elem.VR
+        else:
+            vr = elem.VR
         if vr == "SQ":
             self.sequence(ds, tag, elem, rule, path)
             return
-        self.value(ds, tag, elem, vr, rule, path)
+        self.value(ds, tag, elem, raw, vr, rule, path)
 
-    def sequence(self, ds: Dataset, tag: int, elem: DataElement, rule: Rule, path: str) -> None:
+    def sequence(self, ds: Dataset, tag: BaseTag, elem: DataElement, rule: Rule, path: str) -> None:
         action = rule.action
         if action == EMPTY:
             _set(elem, [])
@@ -356,66 +417,94 @@ class _Walker:
             _delete(ds, tag)
             self.add(path, REMOVED, f"{rule.origin}: {action} cannot apply to a sequence")
 
-    def value(self, ds: Dataset, tag: int, elem: DataElement, vr: str, rule: Rule, path: str) -> None:
+    def value(self, ds: Dataset, tag: BaseTag, elem: Any, raw: RawDataElement | None, vr: str, rule: Rule, path: str) -> None:
         action = rule.action
-        value = elem.value
         if action == REPLACE:
-            self.replace(ds, tag, elem, vr, rule, path)
+            self.replace(ds, tag, elem, raw, vr, rule, path)
             return
         if action == EMPTY:
-            _set(elem, empty_value_for_VR(vr))
+            self.put(ds, tag, elem, raw, vr, None)
             self.add(path, EMPTIED, rule.origin)
-            return
-        if action == DUMMY:
-            if vr == "UI":
-                if not _is_empty(value):
-                    self.uid(elem, path, rule.origin)
-                    return
-                _set(elem, hash_uid(path, self.key))
-            elif vr in _DUMMY:
-                _set(elem, _DUMMY[vr])
-            else:  # OB, OW, UN, ...: two zero bytes
-                _set(elem, b"\x00\x00")
-            self.add(path, REPLACED, rule.origin)
             return
         if action == KEEP:
             self.add(path, KEPT, rule.origin)
             return
-        if _is_empty(value):
+        if action == HASH_TEXT and raw is not None and vr in _CHARSET_VRS:
+            elem, raw = ds[tag], None  # hash the exact text, decoded by pydicom
+        values = _raw_values(raw, vr) if raw is not None else _elem_values(elem)
+        if action == DUMMY:
+            if vr == "UI" and values:
+                self.uid(ds, tag, elem, raw, values, path, rule.origin)
+                return
+            dummy = _DUMMY.get(vr, b"\x00\x00")
+            self.put(ds, tag, elem, raw, vr, hash_uid(path, self.key) if vr == "UI" else dummy)
+            self.add(path, REPLACED, rule.origin)
+            return
+        if not values:
             return  # nothing to hash, shift or clean
         if action in (UID, HASH_UID, HASH_UID_UNLISTED):
             if vr != "UI":
                 _delete(ds, tag)
                 self.add(path, REMOVED, f"{rule.origin}: not a UID (VR {vr})")
                 return
-            self.uid(elem, path, rule.origin, unlisted=action == HASH_UID_UNLISTED)
+            self.uid(ds, tag, elem, raw, values, path, rule.origin, unlisted=action == HASH_UID_UNLISTED)
         elif action == DATE or action == SHIFT_DATE:
-            self.temporal(ds, tag, elem, vr, rule, path, force_shift=action == SHIFT_DATE)
+            self.temporal(ds, tag, elem, raw, vr, values, rule, path, force_shift=action == SHIFT_DATE)
         elif action in (CLEAN, REDACT):
             if vr not in _TEXT_VRS:
                 _delete(ds, tag)
                 self.add(path, REMOVED, f"{rule.origin}: VR {vr} cannot be cleaned")
                 return
-            self.redact(elem, vr, path, rule.origin)
+            out = [redact_text(v, self.tokens) or "" for v in values]
+            self.put(ds, tag, elem, raw, vr, out)
+            for v in out:
+                self.check_length(path, vr, v)
+            self.add(path, REDACTED, rule.origin)
         elif action == HASH_TEXT:
             if vr not in _TEXT_VRS:
                 _delete(ds, tag)
                 self.add(path, REMOVED, f"{rule.origin}: VR {vr} cannot be hashed as text")
                 return
             domain = rule.attribute.domain if rule.attribute and rule.attribute.domain else "text"
-            hashed = hash_text(domain, str(value), self.key)
-            _set(elem, hashed if hashed is not None else empty_value_for_VR(vr))
+            hashed = hash_text(domain, "\\".join(values), self.key)
+            self.put(ds, tag, elem, raw, vr, hashed)
             self.check_length(path, vr, hashed)
             self.add(path, HASHED, rule.origin)
         else:
             _delete(ds, tag)
             self.add(path, REMOVED, f"{rule.origin}: unknown action {action!r}")
 
-    def uid(self, elem: DataElement, path: str, origin: str, unlisted: bool = False) -> None:
+    def put(self, ds: Dataset, tag: BaseTag, elem: Any, raw: RawDataElement | None, vr: str, value: Any) -> None:
+        """Write a new value: as raw bytes when the element is raw and the value ASCII text."""
+        if raw is not None:
+            if value is None:
+                data = b""
+            elif isinstance(value, str):
+                data = value.encode("ascii") if value.isascii() else None
+            elif isinstance(value, list) and all(isinstance(v, str) and v.isascii() for v in value):
+                data = "\\".join(value).encode("ascii")
+            else:
+                data = None
+            if data is not None:
+                if len(data) & 1:
+                    data += b"\x00" if vr == "UI" else b" "
+                ds._dict[tag] = RawDataElement(
+                    raw.tag, raw.VR, len(data), data, raw.value_tell, raw.is_implicit_VR, raw.is_little_endian, True, False
+                )
+                return
+            elem = ds[tag]
+        if value is None:
+            value = empty_value_for_VR(vr)
+        elif isinstance(value, list):
+            value = _joined(value)
+        _set(elem, value)
+
+    def uid(self, ds: Dataset, tag: BaseTag, elem: Any, raw: RawDataElement | None, values: list[str], path: str,
+            origin: str, unlisted: bool = False) -> None:
         cache = self.uids
         out = []
         changed = False
-        for v in _values(elem.value):
+        for v in values:
             if unlisted and v.startswith(DICOM_UID_ROOT):
                 out.append(v)
                 continue
@@ -426,43 +515,36 @@ class _Walker:
             out.append(h)
             changed = True
         if changed:
-            _set(elem, _joined(out))
+            self.put(ds, tag, elem, raw, "UI", out)
             self.add(path, HASHED, origin)
 
-    def redact(self, elem: DataElement, vr: str, path: str, origin: str) -> None:
-        values = [redact_text(v, self.tokens) or "" for v in _values(elem.value)]
-        new = _joined(values)
-        _set(elem, new)
-        for v in values:
-            self.check_length(path, vr, v)
-        self.add(path, REDACTED, origin)
-
-    def temporal(self, ds: Dataset, tag: int, elem: DataElement, vr: str, rule: Rule, path: str, force_shift: bool) -> None:
+    def temporal(self, ds: Dataset, tag: BaseTag, elem: Any, raw: RawDataElement | None, vr: str, values: list[str],
+                 rule: Rule, path: str, force_shift: bool) -> None:
         mode = "shift" if force_shift else self.p.dates
         if vr not in ("DA", "DT"):  # TM, or a time zone offset: times of day survive a whole-day shift
             if mode == "keep" or self.p.times == "keep":
                 self.add(path, KEPT, rule.origin)
             else:
-                _set(elem, empty_value_for_VR(vr))
+                self.put(ds, tag, elem, raw, vr, None)
                 self.add(path, EMPTIED, f"{rule.origin}: times removed")
             return
         if mode == "keep":
             self.add(path, KEPT, rule.origin)
             return
         if mode == "remove":
-            _set(elem, empty_value_for_VR(vr))
+            self.put(ds, tag, elem, raw, vr, None)
             self.add(path, EMPTIED, f"{rule.origin}: dates removed")
             return
         out = []
-        for v in _values(elem.value):
-            new = self.shift_one(v.strip(" \x00"), vr) if mode == "shift" else self.year_one(v.strip(" \x00"), vr)
+        for v in values:
+            new = self.shift_one(v, vr) if mode == "shift" else self.year_one(v, vr)
             if new is None:  # fail closed: a value we cannot read is not passed on
-                _set(elem, empty_value_for_VR(vr))
+                self.put(ds, tag, elem, raw, vr, None)
                 self.add(path, EMPTIED, f"{rule.origin}: unreadable {vr}")
                 self.warnings.append((path, f"unreadable {vr} value emptied"))
                 return
             out.append(new)
-        _set(elem, _joined(out))
+        self.put(ds, tag, elem, raw, vr, out)
         self.add(path, SHIFTED if mode == "shift" else REPLACED, rule.origin if mode == "shift" else f"{rule.origin}: year kept")
 
     def shift_one(self, value: str, vr: str) -> str | None:
@@ -502,23 +584,23 @@ class _Walker:
             return None
         return f"{m.group(1)}0101" if vr == "DA" else m.group(1)
 
-    def replace(self, ds: Dataset, tag: int, elem: DataElement, vr: str, rule: Rule, path: str) -> None:
+    def replace(self, ds: Dataset, tag: BaseTag, elem: Any, raw: RawDataElement | None, vr: str, rule: Rule, path: str) -> None:
         attr = rule.attribute
         new, missing = self.render(attr, vr)
         if missing is None:
-            _set(elem, new)
+            self.put(ds, tag, elem, raw, vr, new)
             self.check_length(path, vr, new)
             self.add(path, REPLACED, rule.origin)
             return
         why = f"{rule.origin} fallback (parameter {missing} not given)"
         if attr.fallback is not None:
-            _set(elem, attr.fallback)
+            self.put(ds, tag, elem, raw, vr, attr.fallback)
             self.check_length(path, vr, attr.fallback)
             self.add(path, REPLACED, why)
         elif attr.fallback_action is not None:
-            self.value(ds, tag, elem, vr, Rule(attr.fallback_action, why, attribute=attr), path)
+            self.value(ds, tag, elem, raw, vr, Rule(attr.fallback_action, why, attribute=attr), path)
         else:
-            _set(elem, empty_value_for_VR(vr))
+            self.put(ds, tag, elem, raw, vr, None)
             self.add(path, EMPTIED, why)
 
     def render(self, attr, vr: str) -> tuple[Any, str | None]:
@@ -558,6 +640,20 @@ class _Walker:
             self.add(_name(tag), ADDED, "profile (insert)")
 
 
+def _byte_transparent(ds: Dataset) -> bool:
+    """True when the dataset's character set maps every byte below 0x80 to ASCII."""
+    elem = ds._dict.get(SPECIFIC_CHARACTER_SET)
+    if elem is None:
+        return True
+    if elem.__class__ is RawDataElement:
+        values = _raw_values(elem, "CS")
+    else:
+        values = _elem_values(elem)
+    if len(values) > 1:
+        return False  # code extensions (ISO 2022)
+    return (values[0] if values else "") in _BYTE_TRANSPARENT_CHARSETS
+
+
 def _context_allowlist(compiled: CompiledProfile, context: DeidContext) -> frozenset[str]:
     if context.allowlist is not None:
         return context.allowlist
@@ -589,10 +685,11 @@ def deidentify_metadata(ds: Dataset, profile: Profile, context: DeidContext) -> 
     if compiled.allowlist_mode:
         modality = ds.get(0x00080060)
         walker.allowed = profile.allowed_tags(str(modality.value) if modality is not None and modality.value else None) | {SPECIFIC_CHARACTER_SET}
+    walker.fast_text = _byte_transparent(ds)
     walker.walk(ds, "")
     walker.insert(ds)
     _record_method(ds, profile, context, report, walker)
-    if getattr(ds, "file_meta", None) is not None:
+    if ds.__dict__.get("file_meta") is not None:
         regenerate_file_meta(ds)
     return report
 
@@ -631,14 +728,14 @@ def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None) ->
     and receiving AE titles and private file meta are dropped; the preamble is zeroed.
     Idempotent: call again after a step that changes the transfer syntax.
     """
-    old = getattr(ds, "file_meta", None) or FileMetaDataset()
-    sop_instance = ds.get("SOPInstanceUID")
+    old = ds.__dict__.get("file_meta") or FileMetaDataset()
+    sop_instance = _text(ds.get(0x00080018))
     if not sop_instance:
         raise MetadataError("the dataset has no SOPInstanceUID: cannot write its file meta (instance not written)")
-    sop_class = old.get("MediaStorageSOPClassUID") or ds.get("SOPClassUID")
+    sop_class = _text(old.get(0x00020002)) or _text(ds.get(0x00080016))
     if not sop_class:
         raise MetadataError("the dataset has no SOPClassUID and the file meta no MediaStorageSOPClassUID")
-    syntax = transfer_syntax_uid or old.get("TransferSyntaxUID") or _syntax_from_encoding(ds)
+    syntax = transfer_syntax_uid or _text(old.get(0x00020010)) or _syntax_from_encoding(ds)
     meta = FileMetaDataset()
     for tag, vr, value in (
         (0x00020001, "OB", b"\x00\x01"),
@@ -652,6 +749,12 @@ def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None) ->
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
     return meta
+
+
+def _text(elem: DataElement | None) -> str:
+    if elem is None or _is_empty(elem.value):
+        return ""
+    return str(elem.value).strip(" \x00")
 
 
 def _syntax_from_encoding(ds: Dataset) -> str:

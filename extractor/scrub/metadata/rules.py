@@ -70,7 +70,8 @@ STRUCTURAL_UIDS = frozenset(
     }
 )
 
-_DICT_VR = {tag: entry[0] for tag, entry in DicomDictionary.items()}
+DICT_VR = {tag: entry[0] for tag, entry in DicomDictionary.items()}
+_DICT_VR = DICT_VR
 KNOWN_TAGS = frozenset(DicomDictionary)
 SQ_TAGS = frozenset(t for t, vr in _DICT_VR.items() if vr == "SQ")
 UI_TAGS = frozenset(t for t, vr in _DICT_VR.items() if vr == "UI")
