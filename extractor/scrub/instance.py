@@ -135,7 +135,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
             raise
         outcome.regions = [list(r) for r in result.regions_applied]
         outcome.rule = pixel_rule.name
-        pixels_cleaned = True
+        pixels_cleaned = bool(result.regions_applied)
     context = DeidContext(
         key=settings.key,
         subject=job.subject or f"patient:{str(ds.get('PatientID', '')).strip()}",
