@@ -310,7 +310,7 @@ def _basics(ds: Dataset, transfer_syntax: str) -> dict[str, Any]:
             expect[column] = "\\".join(str(v) for v in value)
         else:
             expect[column] = str(value)
-    for keyword, column in (("Rows", "rows"), ("Columns", "columns"), ("BitsAllocated", "bits_allocated")):
+    for keyword, column in (("Rows", "image_rows"), ("Columns", "image_columns"), ("BitsAllocated", "bits_allocated")):
         expect[column] = int(ds[keyword].value) if keyword in ds else None
     return expect
 

@@ -88,3 +88,23 @@ def built_demo(tmp_path_factory) -> Iterator[BuiltDemo]:
             os.environ.pop("IMGOMOP_DEID_KEY", None)
         else:
             os.environ["IMGOMOP_DEID_KEY"] = previous_key
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """The endpoint URL of a Cloud Storage emulator (gcp-storage-emulator, in memory) for this session.
+
+    Point google-cloud-storage at it with STORAGE_EMULATOR_HOST (set it with monkeypatch in the
+    test: the client then uses anonymous credentials). Fails (never skips) when it is not installed.
+    """
+    from emulators import EmulatorNotInstalled, storage_emulator, storage_emulator_check
+
+    missing = None
+    try:
+        storage_emulator_check()
+    except EmulatorNotInstalled as exc:
+        missing = str(exc)
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    with storage_emulator() as endpoint:
+        yield endpoint

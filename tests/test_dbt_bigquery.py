@@ -287,10 +287,8 @@ def _assert_same_rows(client, bq_table: str, duck_path: Path, table: str) -> Non
         duck_rows = sorted((tuple(row) for row in con.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()), key=repr)
     finally:
         con.close()
-    bq_rows = sorted(
-        (tuple(_normalise(v) for v in row.values()) for row in client.query(f"SELECT {', '.join(columns)} FROM `{bq_table}`").result()),
-        key=repr,
-    )
+    result = client.query(f"SELECT {', '.join(columns)} FROM `{bq_table}`").result()
+    bq_rows = sorted((tuple(_normalise(v) for v in row.values()) for row in result), key=repr)
     assert len(bq_rows) == len(duck_rows), f"{bq_table}: {len(bq_rows)} rows on BigQuery, {len(duck_rows)} on DuckDB"
     for bq_row, duck_row in zip(bq_rows, duck_rows):
         if bq_row != duck_row:

@@ -173,7 +173,7 @@ def test_very_long_values_are_kept_whole(corpus: Harvested, case: str) -> None:
     assert row["study_description"] == LONG_DESCRIPTION and len(row["study_description"]) == 10_000
     assert corpus.series[row["series_instance_uid"]]["study_description"] == LONG_DESCRIPTION
     # attributes after the 64 KB values and the 2,000-item sequence are still read
-    assert (row["rows"], row["columns"], row["modality"]) == (128, 128, "CT")
+    assert (row["image_rows"], row["image_columns"], row["modality"]) == (128, 128, "CT")
     data = bad.path.read_bytes()
     assert row["pixel_data_offset"] is not None and data[row["pixel_data_offset"] : row["pixel_data_offset"] + 4] == PIXEL_TAG_LE
 

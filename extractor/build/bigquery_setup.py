@@ -14,8 +14,7 @@ one-row table from the environment (IMGOMOP_DEID_KEY) just before dbt runs and d
 - The table lives in the identified dataset (never the de-identified one) and is created with an
   expiration time, so a process killed between create and drop does not leave the key there for
   longer than KEY_TABLE_TTL on real BigQuery (not against the emulator: it refuses an expiration time).
-- The de-identified dataset is created when missing, in the identified dataset's location (dbt would
-  create it too, but without a location, and analysts are granted access to it before the first build).
+- Both datasets are created when missing, in the target's location, before dbt runs.
 - One build per identified dataset at a time: two concurrent builds share the table name, and the first
   to finish drops the key under the other (its remaining queries then fail; they never use a wrong key).
 """

@@ -62,8 +62,9 @@ def dbt_environment(config: Config) -> dict[str, str]:
             "IMGOMOP_DEID_DATABASE": bq.project,
             "IMGOMOP_DEID_SCHEMA": bq.deidentified_dataset,
         }
-        if bq.api_endpoint:
-            env["IMGOMOP_BQ_API_ENDPOINT"] = bq.api_endpoint
+        # always set: empty means Google's endpoint (profiles.yml), so an emulator endpoint of an
+        # earlier build in this process never carries over to the next
+        env["IMGOMOP_BQ_API_ENDPOINT"] = bq.api_endpoint or ""
         return env
     config.duckdb.identified_path.parent.mkdir(parents=True, exist_ok=True)
     config.duckdb.deidentified_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +106,12 @@ def run_dbt(config: Config, command: str = "build", select: list[str] | None = N
     for selector in select or []:
         args += ["--select", selector]
     try:
+        if config.target == "bigquery":
+            from extractor.build.bigquery_setup import deid_key_table
+
+            assert config.bigquery is not None
+            with deid_key_table(config.bigquery):  # datasets ready, key table written; dropped afterwards
+                return dbtRunner().invoke(args)
         return dbtRunner().invoke(args)
     finally:
         if config.target == "duckdb":

@@ -87,8 +87,8 @@ HARVESTED_ATTRIBUTES: tuple[Attribute, ...] = (
     _a("InstitutionName", "institution_name", True),
     _a("InstitutionalDepartmentName", "institutional_department_name", True),
     # image geometry and acquisition parameters
-    _a("Rows", "rows", True),
-    _a("Columns", "columns", True),
+    _a("Rows", "image_rows", True),  # "rows" is a reserved word in BigQuery
+    _a("Columns", "image_columns", True),
     _a("NumberOfFrames", "number_of_frames"),
     _a("SamplesPerPixel", "samples_per_pixel"),
     _a("PhotometricInterpretation", "photometric_interpretation", True),

@@ -15,7 +15,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import PurePosixPath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,7 +35,7 @@ from extractor.scrub.instance import (
     compile_settings,
     scrub_chunk,
 )
-from extractor.scrub.sinks import open_sink
+from extractor.scrub.sinks import Sink, open_sink
 
 CHUNK_JOBS = 32
 MANIFEST_FOLDER = "manifest"
@@ -70,7 +71,7 @@ def run_scrub(jobs: Iterable[ScrubJob], settings: ScrubSettings, workers: int | 
     compile_settings(settings)  # a bad profile or script fails here, before any worker starts
     summary = ScrubSummary(run_id=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
     sink = open_sink(settings.destination)
-    finished = _finished_keys(settings.destination)
+    finished = _finished_keys(sink)
     pending: list[ScrubJob] = []
     for job in jobs:
         if source_key(job.location, settings.key) in finished:
@@ -110,16 +111,16 @@ def _write_manifest_part(sink, run_id: str, part: int, rows: list[dict]) -> None
     sink.write(f"{MANIFEST_FOLDER}/part-{run_id}-{part:06d}.parquet", buffer.getvalue().to_pybytes())
 
 
-def _finished_keys(destination: str) -> set[str]:
-    """Inputs an earlier run de-identified or filtered (quarantined ones are tried again)."""
-    if destination.startswith("gs://"):
-        return set()  # resume from a bucket reads the warehouse manifest instead (cohort mode)
-    folder = Path(destination) / MANIFEST_FOLDER
-    if not folder.is_dir():
-        return set()
+def _finished_keys(sink: Sink) -> set[str]:
+    """Inputs an earlier run de-identified or filtered (quarantined ones are tried again).
+
+    Read from the manifest parts beside the extract, in a folder or a bucket alike.
+    """
     keys: set[str] = set()
-    for part in sorted(folder.glob("part-*.parquet")):
-        table = pq.read_table(part, columns=["source_key", "outcome"])
+    for name in sink.names(MANIFEST_FOLDER):
+        if not fnmatch(PurePosixPath(name).name, "part-*.parquet"):
+            continue
+        table = pq.read_table(pa.BufferReader(sink.read(name)), columns=["source_key", "outcome"])
         keys |= {k for k, o in zip(*table.to_pydict().values()) if o in (DEIDENTIFIED, FILTERED)}
     return keys
 

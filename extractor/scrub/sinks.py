@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+CONTENT_TYPES = {".dcm": "application/dicom", ".parquet": "application/vnd.apache.parquet"}
+
 
 class Sink(Protocol):
     """An output location for the extract; names are relative paths that leak nothing."""
@@ -20,6 +22,11 @@ class Sink(Protocol):
 
     def location(self, name: str) -> str: ...
 
+    def names(self, folder: str) -> list[str]:
+        """Names of the files written under folder (at any depth), sorted; for resuming a run."""
+
+    def read(self, name: str) -> bytes: ...
+
 
 class FolderSink:
     def __init__(self, root: Path) -> None:
@@ -32,6 +39,19 @@ class FolderSink:
 
     def location(self, name: str) -> str:
         return str(self.root / name)
+
+    def names(self, folder: str) -> list[str]:
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".partial-")
+        )
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
 
     def write(self, name: str, data: bytes) -> str:
         """Write to a temporary file beside the target, then rename: never a half-written file."""
@@ -49,7 +69,13 @@ class FolderSink:
 
 
 class BucketSink:
-    """gs://bucket/prefix through google-cloud-storage; an object appears whole or not at all."""
+    """gs://bucket/prefix through google-cloud-storage; an object appears whole or not at all.
+
+    The client comes from the environment: application default credentials in production; with
+    STORAGE_EMULATOR_HOST set (tests: gcp-storage-emulator) google-cloud-storage itself switches
+    to that endpoint with anonymous credentials and the project of GOOGLE_CLOUD_PROJECT, if any.
+    Nothing here needs a project: the bucket exists already and objects are addressed by name.
+    """
 
     def __init__(self, url: str, client=None) -> None:
         from google.cloud import storage
@@ -69,8 +95,17 @@ class BucketSink:
     def location(self, name: str) -> str:
         return f"gs://{self.bucket.name}/{self._blob_name(name)}"
 
+    def names(self, folder: str) -> list[str]:
+        prefix = self._blob_name(folder.strip("/")) + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        return sorted(blob.name[strip:] for blob in self.client.list_blobs(self.bucket, prefix=prefix))
+
+    def read(self, name: str) -> bytes:
+        return self.bucket.blob(self._blob_name(name)).download_as_bytes()
+
     def write(self, name: str, data: bytes) -> str:
-        self.bucket.blob(self._blob_name(name)).upload_from_string(data, content_type="application/dicom")
+        content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+        self.bucket.blob(self._blob_name(name)).upload_from_string(data, content_type=content_type)
         return self.location(name)
 
 

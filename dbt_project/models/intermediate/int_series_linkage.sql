@@ -86,9 +86,9 @@ select
         when 'no_accession' then 'no accession number, and no order of this MRN and birth date on the study date with this modality'
         when 'no_order' then 'no imaging order has this accession number'
         when 'ambiguous' then cast(orders_at_best_tier as {{ type_text() }}) || ' orders match equally well at linkage tier ' || cast(link_tier as {{ type_text() }})
-        when 'order_without_person' then 'the order''s MRN is not (or not uniquely) in the MRN crosswalk'
-        when 'procedure_not_found' then 'the order''s procedure_occurrence_id is not in procedure_occurrence'
-        when 'procedure_person_mismatch' then 'the order''s procedure belongs to another person'
+        when 'order_without_person' then '{{ escape_single_quotes("the order's MRN is not (or not uniquely) in the MRN crosswalk") }}'
+        when 'procedure_not_found' then '{{ escape_single_quotes("the order's procedure_occurrence_id is not in procedure_occurrence") }}'
+        when 'procedure_person_mismatch' then '{{ escape_single_quotes("the order's procedure belongs to another person") }}'
     end as link_reason,
     link_status = 'linked' as is_linked
 from decided

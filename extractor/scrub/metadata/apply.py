@@ -256,7 +256,7 @@ class _Walker:
         d = ds._dict
         if not d:
             return
-        keymap = {int(t): t for t in d}
+        keymap = dict(zip(map(int, d), d))
         present = keymap.keys()
         if SPECIFIC_CHARACTER_SET in present and prefix:  # an item with its own character set
             outer = self.fast_text
@@ -345,12 +345,16 @@ class _Walker:
                     keep.add(tag)
                     keep.add(creator_tag)
         origin = rule.origin if rule.action != CLEAN else "private, not listed safe"
+        d = ds._dict
+        append = self.entries.append
+        creator_removed = False
         for tag in tags:
             path = prefix + _name(tag)
             btag = keymap[tag]
             if tag not in keep:
-                _delete(ds, btag)
-                self.add(path, REMOVED, origin)
+                del d[btag]  # private: never pixel data; creators reset the cache below
+                creator_removed = creator_removed or tag & 0xFF00 == 0
+                append(_tuple_new(ReportEntry, (path, REMOVED, origin)))
                 continue
             if tag & 0xFFFF < 0x1000:
                 continue  # the private creator of a kept block
@@ -362,6 +366,8 @@ class _Walker:
                 self.uid(ds, btag, elem, None, _elem_values(elem), path, "safe private UID", unlisted=True)
             else:
                 self.add(path, KEPT, "safe private")
+        if creator_removed and ds._private_blocks:
+            ds._private_blocks = {}
 
     def items(self, elem: DataElement, path: str) -> None:
         value = elem.value
@@ -672,8 +678,14 @@ def _default_allowlist() -> frozenset[str]:
     return load_allowlist(DEFAULT_ALLOWLIST)
 
 
-def deidentify_metadata(ds: Dataset, profile: Profile, context: DeidContext) -> MetadataReport:
-    """De-identify ``ds`` in place (file meta regenerated too); return what was done, without values."""
+def deidentify_metadata(ds: Dataset, profile: Profile, context: DeidContext, regenerate_meta: bool = True) -> MetadataReport:
+    """De-identify ``ds`` in place; return what was done, per attribute path, without values.
+
+    Raises MetadataError when the profile cannot be applied as asked (no subject for a date
+    shift, no allowlist for redaction): the caller quarantines the instance. When ``ds`` has a
+    file meta group it is regenerated (``regenerate_file_meta``) unless ``regenerate_meta`` is
+    False, for a caller that regenerates it itself after a later step.
+    """
     compiled = profile.compiled
     if compiled.needs_subject and not context.subject:
         raise MetadataError(
@@ -689,23 +701,33 @@ def deidentify_metadata(ds: Dataset, profile: Profile, context: DeidContext) -> 
     walker.walk(ds, "")
     walker.insert(ds)
     _record_method(ds, profile, context, report, walker)
-    if ds.__dict__.get("file_meta") is not None:
-        regenerate_file_meta(ds)
+    if regenerate_meta and ds.__dict__.get("file_meta") is not None:
+        regenerate_file_meta(ds, key=context.key, strict=False)
     return report
 
 
 def _record_method(ds: Dataset, profile: Profile, context: DeidContext, report: MetadataReport, walker: _Walker) -> None:
     """PatientIdentityRemoved, DeidentificationMethod(CodeSequence) (PS3.15 E.1.1 step 6) and E.3.6."""
-    origin = "PS3.15 E.1.1"
-    codes = profile.method_codes(pixels_cleaned=context.pixels_cleaned)
+    codes = tuple(profile.method_codes(pixels_cleaned=context.pixels_cleaned))
+    temporal = {"shift": "MODIFIED", "keep_year": "MODIFIED", "keep": "UNMODIFIED", "remove": "REMOVED"}[profile.dates]
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    d = ds._dict
+    if implicit is None or little is None:
+        elements = _method_elements(codes, tuple(profile.method), temporal)
+    else:  # pre-encoded in the dataset's own encoding: no Dataset objects to build per instance
+        elements = _method_raw_elements(codes, tuple(profile.method), temporal, implicit, little)
+    for tag, elem in elements:
+        action = REPLACED if tag in d else ADDED
+        if elem.__class__ is RawDataElement:
+            d[tag] = elem
+        else:
+            ds[tag] = DataElement(elem.tag, elem.VR, elem.value, validation_mode=_IGNORE) if elem.VR != "SQ" else _method_sequence(codes)
+        walker.add(_name(int(tag)), action, "PS3.15 E.1.1")
+    report.method_codes = tuple(v for v, _ in codes)
+    report.temporal = temporal
 
-    def put(tag: int, vr: str, value: Any) -> None:
-        action = REPLACED if tag in ds else ADDED
-        ds[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
-        walker.add(_name(tag), action, origin)
 
-    put(PATIENT_IDENTITY_REMOVED, "CS", "YES")
-    put(DEIDENTIFICATION_METHOD, "LO", _joined(list(profile.method)))
+def _method_sequence(codes: tuple[tuple[str, str], ...]) -> DataElement:
     items = []
     for value, meaning in codes:
         item = Dataset()
@@ -713,39 +735,78 @@ def _record_method(ds: Dataset, profile: Profile, context: DeidContext, report: 
         item[0x00080102] = DataElement(0x00080102, "SH", "DCM", validation_mode=_IGNORE)
         item[0x00080104] = DataElement(0x00080104, "LO", meaning, validation_mode=_IGNORE)
         items.append(item)
-    put(DEIDENTIFICATION_METHOD_CODE_SEQUENCE, "SQ", Sequence(items))
-    temporal = {"shift": "MODIFIED", "keep_year": "MODIFIED", "keep": "UNMODIFIED", "remove": "REMOVED"}[profile.dates]
-    put(LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, "CS", temporal)
-    report.method_codes = tuple(v for v, _ in codes)
-    report.temporal = temporal
+    return DataElement(DEIDENTIFICATION_METHOD_CODE_SEQUENCE, "SQ", Sequence(items), validation_mode=_IGNORE)
 
 
-def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None) -> FileMetaDataset:
+def _method_elements(codes, method, temporal) -> list[tuple[BaseTag, DataElement]]:
+    out = [
+        (PATIENT_IDENTITY_REMOVED, DataElement(PATIENT_IDENTITY_REMOVED, "CS", "YES", validation_mode=_IGNORE)),
+        (DEIDENTIFICATION_METHOD, DataElement(DEIDENTIFICATION_METHOD, "LO", _joined(list(method)), validation_mode=_IGNORE)),
+        (DEIDENTIFICATION_METHOD_CODE_SEQUENCE, _method_sequence(codes)),
+        (LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED,
+         DataElement(LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, "CS", temporal, validation_mode=_IGNORE)),
+    ]
+    return [(BaseTag(tag), elem) for tag, elem in out]
+
+
+@lru_cache(maxsize=64)
+def _method_raw_elements(codes, method, temporal, implicit: bool, little: bool) -> tuple[tuple[BaseTag, RawDataElement], ...]:
+    """The four elements encoded once per (profile, pixel flag, encoding); immutable, so shared."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_sequence
+
+    def raw(tag: int, vr: str, data: bytes) -> tuple[BaseTag, RawDataElement]:
+        if len(data) & 1:
+            data += b" "
+        return BaseTag(tag), RawDataElement(BaseTag(tag), vr, len(data), data, 0, implicit, little, True, False)
+
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = implicit
+    fp.is_little_endian = little
+    write_sequence(fp, _method_sequence(codes), ["iso8859"])
+    return (
+        raw(PATIENT_IDENTITY_REMOVED, "CS", b"YES"),
+        raw(DEIDENTIFICATION_METHOD, "LO", "\\".join(method).encode("ascii")),
+        (BaseTag(DEIDENTIFICATION_METHOD_CODE_SEQUENCE),
+         RawDataElement(BaseTag(DEIDENTIFICATION_METHOD_CODE_SEQUENCE), "SQ", len(fp.getvalue()), fp.getvalue(), 0, implicit, little, True, False)),
+        raw(LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, "CS", temporal.encode("ascii")),
+    )
+
+
+def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None, *, key: Key | None = None,
+                         strict: bool = True) -> FileMetaDataset:
     """Replace the file meta group with one describing imgomop (PS3.15 E.1.1 step 7).
 
     Keeps the transfer syntax (or sets ``transfer_syntax_uid``) and the SOP class; the media
     storage SOP instance UID is the dataset's (already hashed) SOPInstanceUID; source, sending
     and receiving AE titles and private file meta are dropped; the preamble is zeroed.
     Idempotent: call again after a step that changes the transfer syntax.
+
+    Without a SOPInstanceUID in the dataset (a DICOMDIR, a fragment) the old media storage
+    UID is hashed with ``key`` when one is given; otherwise ``strict`` raises MetadataError
+    (the file cannot be written) and non-strict leaves the element out.
     """
     old = ds.__dict__.get("file_meta") or FileMetaDataset()
     sop_instance = _text(ds.get(0x00080018))
-    if not sop_instance:
+    if not sop_instance and key is not None:
+        sop_instance = hash_uid(_text(old.get(0x00020003)) or None, key) or ""
+    if not sop_instance and strict:
         raise MetadataError("the dataset has no SOPInstanceUID: cannot write its file meta (instance not written)")
     sop_class = _text(old.get(0x00020002)) or _text(ds.get(0x00080016))
-    if not sop_class:
+    if not sop_class and strict:
         raise MetadataError("the dataset has no SOPClassUID and the file meta no MediaStorageSOPClassUID")
     syntax = transfer_syntax_uid or _text(old.get(0x00020010)) or _syntax_from_encoding(ds)
     meta = FileMetaDataset()
     for tag, vr, value in (
         (0x00020001, "OB", b"\x00\x01"),
-        (0x00020002, "UI", str(sop_class)),
-        (0x00020003, "UI", str(sop_instance)),
-        (0x00020010, "UI", str(syntax)),
+        (0x00020002, "UI", sop_class),
+        (0x00020003, "UI", sop_instance),
+        (0x00020010, "UI", syntax),
         (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
         (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
     ):
-        meta[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
+        if value:
+            meta[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
     return meta
