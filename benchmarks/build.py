@@ -34,6 +34,7 @@ import os
 import platform
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -642,12 +643,16 @@ class BuildRun:
     loadavg_before: list[float] = field(default_factory=list)
     loadavg_after: list[float] = field(default_factory=list)
     nodes: list[dict] = field(default_factory=list)
-    dbt_seconds: float | None = None  # dbt's own command_wall_clock_time
+    dbt_seconds: float | None = None  # dbt's own elapsed time (run_results.json)
     project_dir: str | None = None
+    attempts: list[dict] = field(default_factory=list)  # every repeat: seconds, cpu_seconds, max_rss_mb, load
 
     @property
     def series_per_s(self) -> float:
         return self.series / self.seconds
+
+    def median(self, figure: str) -> float:
+        return statistics.median(a[figure] for a in self.attempts) if self.attempts else getattr(self, figure)
 
 
 # Runs the build as its grandchild and reports its rusage. A child's ru_maxrss starts from the RSS of
@@ -754,13 +759,17 @@ def _fmt(v, spec=",.1f") -> str:
 
 
 def results_table(runs: list[BuildRun], generation: dict[int, dict]) -> str:
-    head = (f"{'build':<24} {'series':>10} {'generate s':>10} {'build s':>8} {'dbt s':>7} {'CPU s':>7} "
-            f"{'peak RSS MB':>11} {'series/s':>9} {'load 1m':>7} {'status':>6}")
+    width = max(24, *(len(r.label) for r in runs))
+    head = (f"{'build':<{width}} {'series':>10} {'generate s':>10} {'build s':>8} {'dbt s':>7} {'CPU s':>7} "
+            f"{'median s':>8} {'median CPU':>10} {'peak RSS MB':>11} {'series/s':>9} {'load 1m':>7} {'status':>6}")
     lines = [head, "-" * len(head)]
     for r in runs:
-        lines.append(f"{r.label:<24} {r.series:>10,} {_fmt(generation.get(r.series, {}).get('seconds')):>10} {r.seconds:>8.1f} "
-                     f"{_fmt(r.dbt_seconds):>7} {r.cpu_seconds:>7.1f} {r.max_rss_mb:>11,.0f} {r.series_per_s:>9,.0f} "
+        lines.append(f"{r.label:<{width}} {r.series:>10,} {_fmt(generation.get(r.series, {}).get('seconds')):>10} "
+                     f"{r.seconds:>8.1f} {_fmt(r.dbt_seconds):>7} {r.cpu_seconds:>7.1f} {r.median('seconds'):>8.1f} "
+                     f"{r.median('cpu_seconds'):>10.1f} {r.max_rss_mb:>11,.0f} {r.series_per_s:>9,.0f} "
                      f"{r.loadavg_before[0] if r.loadavg_before else 0:>7.1f} {'ok' if r.returncode == 0 else 'FAILED':>6}")
+    lines.append("build s, dbt s, CPU s, peak RSS: the fastest repeat; median s / median CPU: over the repeats; "
+                 "load 1m: load average before the build")
     return "\n".join(lines)
 
 
@@ -884,6 +893,9 @@ def main(argv: list[str] | None = None) -> int:
                 attempts[project[0]].append(build(project, n, f"run {i + 1} of {args.repeat}"))
         for name, tries in attempts.items():
             best = min(tries, key=lambda r: (r.returncode != 0, r.seconds))
+            best.attempts = [{"seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "max_rss_mb": r.max_rss_mb,
+                              "dbt_seconds": r.dbt_seconds, "returncode": r.returncode,
+                              "loadavg_before": r.loadavg_before} for r in tries]
             best.label = (f"{name}: " if len(projects) > 1 else "") + f"{n:,} series" + (
                 f" (best of {args.repeat})" if args.repeat > 1 else "")
             measured[name].append(best)
@@ -906,11 +918,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, folder in projects[1:]:
         for ref, var in zip(main_runs, measured[name]):
             figures = {"series": ref.series, "time_ratio": round(var.seconds / ref.seconds, 3),
-                       "cpu_ratio": round(var.cpu_seconds / ref.cpu_seconds, 3),
+                       "median_time_ratio": round(var.median("seconds") / ref.median("seconds"), 3),
+                       "median_cpu_ratio": round(var.median("cpu_seconds") / ref.median("cpu_seconds"), 3),
                        "rss_ratio": round(var.max_rss_mb / ref.max_rss_mb, 3), "dbt_project": str(folder)}
             variants.setdefault(name, []).append(figures)
-            print(f"{name} / {projects[0][0]} at {ref.series:,} series: time {figures['time_ratio']:.2f}x "
-                  f"({var.seconds:.1f} s vs {ref.seconds:.1f} s), CPU {figures['cpu_ratio']:.2f}x, "
+            print(f"{name} / {projects[0][0]} at {ref.series:,} series: fastest {figures['time_ratio']:.2f}x "
+                  f"({var.seconds:.1f} s vs {ref.seconds:.1f} s), median {figures['median_time_ratio']:.2f}x, "
+                  f"median CPU {figures['median_cpu_ratio']:.2f}x "
+                  f"({var.median('cpu_seconds'):.1f} s vs {ref.median('cpu_seconds'):.1f} s), "
                   f"peak RSS {figures['rss_ratio']:.2f}x")
     if any(r.loadavg_before and r.loadavg_before[0] > (os.cpu_count() or 1) for r in runs):
         print("note: the 1-minute load average was above the CPU count during some builds (other work on the "

@@ -100,9 +100,6 @@ def _warehouses(endpoint: str, tmp_path: Path) -> tuple[BigQueryTarget, DuckDBRa
 
 
 def _run(sources: list[str], warehouse) -> dict[str, int]:
-    # workers=1 reads in this process, whose per-worker memory of "series whose header JSON was
-    # taken" would otherwise carry over from the previous harvest into another warehouse
-    pipeline._series_with_header.clear()
     try:
         run = harvest(sources, warehouse, workers=1, batch_size=BATCH_SIZE, progress=False)
     finally:

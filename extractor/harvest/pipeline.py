@@ -23,7 +23,7 @@ from extractor.harvest.reader import HarvestError, header_json, read_instance
 from extractor.warehouse.base import FileRef, HarvestRun, RawWarehouse
 
 CHUNK_FILES = 128  # files per task sent to a worker
-MAX_SERIES_REMEMBERED = 50_000  # per worker: series whose header JSON was already taken
+HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 
 
 @dataclass
@@ -32,7 +32,6 @@ class ChunkResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-_series_with_header: dict[str, set[str]] = {}  # run id -> series whose header JSON this process took
 
 
 def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
@@ -40,20 +39,10 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     result = ChunkResult()
     now = _utcnow()
     warnings.filterwarnings("ignore", module="pydicom")  # bad input is recorded as error rows, not warned about
-    if run_id not in _series_with_header:
-        _series_with_header.clear()
-        _series_with_header[run_id] = set()
-    seen = _series_with_header[run_id]
     for ref in files:
         try:
             with open(ref.location, "rb") as fp:
                 row = read_instance(fp, ref.file_size)
-                series = row["series_instance_uid"]
-                if series not in seen:
-                    if len(seen) >= MAX_SERIES_REMEMBERED:
-                        seen.clear()
-                    seen.add(series)
-                    row["header_json"] = header_json(fp)
         except HarvestError as exc:
             result.errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
             continue
@@ -115,7 +104,7 @@ def harvest(
         stale_series |= _flush(warehouse, run, pending)
         bar.close()
         run.series_added, run.series_updated = warehouse.refresh_series(run.run_id, stale_series)
-        _fill_missing_series_headers(warehouse)
+        _fill_series_headers(warehouse, workers)
         run.status = "completed"
     except BaseException:
         run.status = "failed"
@@ -136,17 +125,24 @@ def _flush(warehouse: RawWarehouse, run: HarvestRun, pending: ChunkResult) -> se
     return written.stale_series
 
 
-def _fill_missing_series_headers(warehouse: RawWarehouse) -> None:
-    """A series whose header-carrying file turned out a duplicate gets its JSON from its representative."""
-    missing = warehouse.series_without_header()
-    headers = {}
-    for series_uid, location in missing:
+def series_headers_chunk(series: list[tuple[str, str]]) -> dict[str, str | None]:
+    """DICOM JSON of each series' representative file (series UID -> JSON, None when unreadable)."""
+    warnings.filterwarnings("ignore", module="pydicom")
+    headers: dict[str, str | None] = {}
+    for series_uid, location in series:
         try:
             with open(location, "rb") as fp:
                 headers[series_uid] = header_json(fp)
         except OSError:
-            continue
-    if headers:
+            headers[series_uid] = None
+    return headers
+
+
+def _fill_series_headers(warehouse: RawWarehouse, workers: int) -> None:
+    """One header JSON per new series (or series whose representative changed), read in parallel."""
+    missing = warehouse.series_without_header()
+    chunks = (missing[i : i + HEADER_CHUNK] for i in range(0, len(missing), HEADER_CHUNK))
+    for headers in run_chunks(series_headers_chunk, chunks, workers):
         warehouse.set_series_headers(headers)
 
 

@@ -376,22 +376,39 @@ def _check_pixel_data(win: _Window, pos: int, length: int, explicit: bool) -> No
         raise HarvestError("TruncatedPixelData", f"encapsulated pixel data is incomplete: {exc.message}") from exc
 
 
+# Most values repeat across the instances of a series (and across series): converting each
+# distinct (tag, VR, bytes, character set) once per process saves most of the conversion time.
+_converted: dict[tuple[int, str, bytes, bytes], Any] = {}
+MAX_CONVERTED = 200_000
+
+
 def _convert_raw_values(raw_values: dict[int, tuple[str, bytes]], explicit: bool) -> dict[str, Any]:
-    charset_raw = raw_values.get(0x00080005)
-    charset_text = charset_raw[1].decode("ascii", "replace") if charset_raw else ""
-    encodings = _encodings(charset_text)
+    charset_raw = raw_values.get(0x00080005, ("", b""))[1]
+    if len(_converted) > MAX_CONVERTED:
+        _converted.clear()
     row: dict[str, Any] = {}
     for tag, (vr, raw) in raw_values.items():
-        attr = ATTRIBUTES_BY_TAG[tag]
-        vr = attr.vr if vr in ("", "UN") else vr
-        if vr == "US" or attr.vr == "US":
-            row[attr.column] = unpack_from("<H", raw)[0] if len(raw) >= 2 else None
-        elif raw.isascii() and b"\x1b" not in raw:
-            row[attr.column] = normalise_text(raw.decode("ascii").split("\\"))
-        else:
-            element = RawDataElement(tag, vr, len(raw), raw, 0, not explicit, True)
-            row[attr.column] = python_value_to_text(convert_value(vr, element, encodings))
+        cache_key = (tag, vr, raw, charset_raw)
+        value = _converted.get(cache_key, _MISSING)
+        if value is _MISSING:
+            value = _converted[cache_key] = _convert_value(tag, vr, raw, charset_raw, explicit)
+        row[ATTRIBUTES_BY_TAG[tag].column] = value
     return row
+
+
+def _convert_value(tag: int, vr: str, raw: bytes, charset_raw: bytes, explicit: bool) -> Any:
+    attr = ATTRIBUTES_BY_TAG[tag]
+    vr = attr.vr if vr in ("", "UN") else vr
+    if vr == "US" or attr.vr == "US":
+        return unpack_from("<H", raw)[0] if len(raw) >= 2 else None
+    if raw.isascii() and b"\x1b" not in raw:
+        return normalise_text(raw.decode("ascii").split("\\"))
+    element = RawDataElement(tag, vr, len(raw), raw, 0, not explicit, True)
+    encodings = _encodings(charset_raw.decode("ascii", "replace"))
+    return python_value_to_text(convert_value(vr, element, encodings))
+
+
+_MISSING = object()
 
 
 def _encodings(charset_text: str) -> list[str]:

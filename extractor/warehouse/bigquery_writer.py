@@ -34,7 +34,6 @@ from extractor.config import BigQueryTarget
 from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
 from extractor.warehouse.schema import RAW_TABLES, Column
 from extractor.warehouse.series_sql import (
-    drop_stale_header_json_merge_sql,
     new_series_rows_sql,
     touched_series_sql,
 )
@@ -451,7 +450,6 @@ FROM clash
                     f"SELECT * FROM {new_series}",
                 )
             )
-            self._query(drop_stale_header_json_merge_sql(instance, series, run))
         finally:
             self._drop_stages(self._staged - staged_before)
         return counts["total"] - counts["updated"], counts["updated"]

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
 from extractor.warehouse.schema import PRIMARY_KEYS, RAW_TABLES, Column
-from extractor.warehouse.series_sql import drop_stale_header_json_sql, new_series_rows_sql, touched_series_sql
+from extractor.warehouse.series_sql import new_series_rows_sql, touched_series_sql
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(), "TIMESTAMP": pa.timestamp("us")}
@@ -195,7 +195,6 @@ class DuckDBRawWarehouse:
             added = con.execute("SELECT COUNT(*) FROM _new_series").fetchone()[0] - updated
             con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
             con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
-            con.execute(drop_stale_header_json_sql("raw_dicom_instance", "raw_dicom_series", "$run_id"), {"run_id": run_id})
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -22,7 +22,6 @@ RAW_DICOM_INSTANCE: list[Column] = [
     ("transfer_syntax_uid", "STRING"),
     ("pixel_data_offset", "INT64"),  # byte offset of (7FE0,0010); NULL when absent
     ("acquisition_datetime", "TIMESTAMP"),  # parsed from AcquisitionDateTime, else date + time
-    ("header_json", "STRING"),  # DICOM JSON of the header for one instance per series, else NULL
     ("run_id", "STRING"),
     ("harvested_at", "TIMESTAMP"),
     *_attribute_columns(series_only=False),

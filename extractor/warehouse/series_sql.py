@@ -12,8 +12,8 @@ from extractor.warehouse.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUMN
 def new_series_rows_sql(instance: str, series: str, touched: str, run_id_param: str) -> str:
     """SELECT of the rebuilt series rows for the series listed in the `touched` subquery/table.
 
-    The representative instance is the lowest location among those that carry a header JSON
-    (the harvester writes one per series), else the lowest location.
+    The representative instance is the one with the lowest location; its header JSON is added by
+    the harvest afterwards (one file read per new or changed representative).
     """
     conflicts = ", ".join(
         f"CASE WHEN COUNT(DISTINCT i.{c}) > 1 THEN '{c},' ELSE '' END" for c in PATIENT_CONSISTENCY_COLUMNS
@@ -24,8 +24,7 @@ def new_series_rows_sql(instance: str, series: str, touched: str, run_id_param: 
 WITH stats AS (
     SELECT
         i.series_instance_uid,
-        SUBSTR(MIN(CONCAT(CASE WHEN i.header_json IS NULL THEN '1' ELSE '0' END, i.location)), 2)
-            AS representative_location,
+        MIN(i.location) AS representative_location,
         COUNT(DISTINCT i.sop_instance_uid) AS instance_count,
         COUNT(*) AS file_count,
         SUM(i.file_size) AS total_bytes,
@@ -47,7 +46,9 @@ SELECT {", ".join(columns)} FROM (
         s.last_acquisition_datetime,
         s.conflicting_attributes,
         s.representative_location,
-        COALESCE(old.representative_header_json, r.header_json) AS representative_header_json,
+        -- the header JSON is kept while the representative stays; the harvest fills in the others
+        CASE WHEN old.representative_location = s.representative_location
+             THEN old.representative_header_json END AS representative_header_json,
         COALESCE(old.first_run_id, {run_id_param}) AS first_run_id,
         {run_id_param} AS last_run_id,
         CURRENT_TIMESTAMP AS updated_at
@@ -64,32 +65,4 @@ def touched_series_sql(instance: str, run_id_param: str, stale: str) -> str:
 SELECT DISTINCT series_instance_uid FROM {instance} WHERE run_id = {run_id_param}
 UNION DISTINCT
 SELECT series_instance_uid FROM {stale}
-"""
-
-
-def stale_header_json_locations_sql(instance: str, series: str, run_id_param: str) -> str:
-    """Locations written in this run that carry a header JSON but are no series' representative."""
-    return f"""
-SELECT location FROM {instance}
-WHERE run_id = {run_id_param} AND header_json IS NOT NULL
-  AND location NOT IN (SELECT representative_location FROM {series} WHERE representative_location IS NOT NULL)
-"""
-
-
-def drop_stale_header_json_sql(instance: str, series: str, run_id_param: str) -> str:
-    """Keep the header JSON only on each series' representative instance."""
-    return f"""
-UPDATE {instance} SET header_json = NULL
-WHERE location IN ({stale_header_json_locations_sql(instance, series, run_id_param)})
-"""
-
-
-def drop_stale_header_json_merge_sql(instance: str, series: str, run_id_param: str) -> str:
-    """The same as `drop_stale_header_json_sql`, as a MERGE: for engines without UPDATE
-    (the BigQuery emulator used in the tests accepts MERGE but not UPDATE or DELETE)."""
-    return f"""
-MERGE INTO {instance} AS t
-USING ({stale_header_json_locations_sql(instance, series, run_id_param)}) AS s
-ON t.location = s.location
-WHEN MATCHED THEN UPDATE SET header_json = NULL
 """

@@ -153,7 +153,9 @@ class MetadataReport:
 
 @lru_cache(maxsize=4096)
 def _name(tag: int) -> str:
-    if (tag >> 16) & 1:
+    """The keyword of a dictionary attribute; (gggg,eeee) for private, repeating-group (50xx,
+    60xx: the group matters) and unknown attributes."""
+    if tag not in KNOWN_TAGS:
         return format_tag(tag)
     return keyword_for_tag(tag) or format_tag(tag)
 

@@ -229,7 +229,8 @@ def parse_profile(text: str, source: str = "<profile>") -> Profile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"at line (\d+)", str(exc))
-        raise ProfileError(source, [(int(m.group(1)) if m else None, f"not valid TOML: {exc}")]) from None
+        line = int(m.group(1)) if m else (len(text.splitlines()) if "end of document" in str(exc) else None)
+        raise ProfileError(source, [(line, f"not valid TOML: {exc}")]) from None
     return _Validator(text, source).profile(data)
 
 

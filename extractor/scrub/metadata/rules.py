@@ -122,6 +122,20 @@ def _table_rule(entry, profile: Profile) -> Rule:
     return Rule(_TABLE_CODE[resolved.code], resolved.origin)
 
 
+def _decide_temporal(vr: str | None, rule: Rule, profile: Profile) -> Rule | None:
+    """A DATE rule as KEEP or EMPTY when the dictionary VR and the profile settle it."""
+    if vr == "TM":
+        if profile.dates == "keep" or profile.times == "keep":
+            return Rule(KEEP, rule.origin, temporal=True)
+        return Rule(EMPTY, f"{rule.origin}: times removed", temporal=True)
+    if vr in ("DA", "DT"):
+        if profile.dates == "keep":
+            return Rule(KEEP, rule.origin, temporal=True)
+        if profile.dates == "remove":
+            return Rule(EMPTY, f"{rule.origin}: dates removed", temporal=True)
+    return None  # shift / keep_year need the value; other VRs (time zone offset) are decided when applied
+
+
 def compile_profile(profile: Profile, table: ConfidentialityTable | None = None) -> CompiledProfile:
     table = table or load_table()
     rules: dict[int, Rule] = {}
@@ -164,7 +178,14 @@ def compile_profile(profile: Profile, table: ConfidentialityTable | None = None)
         else:
             ranges.insert(0, (attr.pattern, rule))
 
-    # Keep-rules for non-sequences do nothing; leave them in only so the report can say "kept".
+    # Date rules whose outcome does not depend on the value are decided now (no decoding later).
+    for tag, rule in list(rules.items()):
+        if rule.action == DATE:
+            decided = _decide_temporal(_DICT_VR.get(tag), rule, profile)
+            if decided is not None:
+                rules[tag] = decided
+
+    # Written after the walk (PatientIdentityRemoved, ...): the walker leaves them alone.
     for tag in WRITTEN_BY_DEIDENTIFIER:
         rules.pop(tag, None)
 
