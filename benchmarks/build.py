@@ -376,6 +376,8 @@ def generation_sql(n_series: int, seed: int) -> list[tuple[str, str]]:
                 c.device.station AS station_name,
                 i.institution_name,
                 c.dept_name AS institutional_department_name,
+                c.n_rows AS image_rows,  -- Rows / Columns (named rows / columns in earlier schemas: both made)
+                c.n_columns AS image_columns,
                 c.n_rows AS rows,
                 c.n_columns AS columns,
                 CASE WHEN c.modality = 'US' THEN 'YBR_FULL_422' WHEN c.modality = 'CR' THEN 'MONOCHROME1' ELSE 'MONOCHROME2' END

@@ -37,16 +37,24 @@ def discover_files(roots: list[Path]) -> Iterator[FileRef]:
     for root in roots:
         if root.is_file():
             yield _file_ref(root)
-            continue
-        for folder, subfolders, names in os.walk(root, onerror=None, followlinks=False):
-            subfolders.sort()
-            for name in sorted(names):
-                path = Path(folder, name)
-                try:
-                    if path.is_file():
-                        yield _file_ref(path)
-                except OSError:
-                    continue  # vanished or unreadable between listing and stat
+        else:
+            yield from _walk(str(root))
+
+
+def _walk(folder: str) -> Iterator[FileRef]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError:
+        return  # unreadable folder: nothing to harvest in it
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path)
+            elif entry.is_file():
+                stat = entry.stat()
+                yield FileRef(entry.path, stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            continue  # vanished or unreadable between listing and stat
 
 
 def _file_ref(path: Path) -> FileRef:

@@ -11,16 +11,18 @@ import os
 import sys
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
 from tqdm import tqdm
 
 from extractor.parallel import run_chunks
 from extractor.harvest.discover import check_sources, discover_files
 from extractor.harvest.reader import HarvestError, header_json, read_instance
 from extractor.warehouse.base import FileRef, HarvestRun, RawWarehouse
+from extractor.warehouse.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 128  # files per task sent to a worker
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
@@ -28,15 +30,22 @@ HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM
 
 @dataclass
 class ChunkResult:
-    instances: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of one chunk as Arrow tables, built in the worker so the parent only concatenates."""
+
+    instances: pa.Table
+    errors: pa.Table
+
+    @property
+    def files(self) -> int:
+        return self.instances.num_rows + self.errors.num_rows
 
 
 
 
 def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     """Read each file's header into an instance row or an error row (never raises for bad input)."""
-    result = ChunkResult()
+    instances: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
     now = _utcnow()
     warnings.filterwarnings("ignore", module="pydicom")  # bad input is recorded as error rows, not warned about
     for ref in files:
@@ -44,14 +53,14 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
             with open(ref.location, "rb") as fp:
                 row = read_instance(fp, ref.file_size)
         except HarvestError as exc:
-            result.errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
+            errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
             continue
         except OSError as exc:
-            result.errors.append(_error_row(ref, "ReadError", f"{type(exc).__name__}: {exc}", run_id, now))
+            errors.append(_error_row(ref, "ReadError", f"{type(exc).__name__}: {exc}", run_id, now))
             continue
         row.update(location=ref.location, file_size=ref.file_size, file_mtime_ns=ref.file_mtime_ns, run_id=run_id, harvested_at=now)
-        result.instances.append(row)
-    return result
+        instances.append(row)
+    return ChunkResult(to_arrow(instances, RAW_DICOM_INSTANCE), to_arrow(errors, RAW_HARVEST_ERROR))
 
 
 def _error_row(ref: FileRef, error_class: str, message: str, run_id: str, now: datetime) -> dict[str, Any]:
@@ -93,14 +102,13 @@ def harvest(
         run.files_seen, run.files_unchanged = changed + unchanged, unchanged
         stale_series: set[str] = set()
         bar = tqdm(total=changed, unit="file", disable=not (show_progress() if progress is None else progress))
-        pending = ChunkResult()
+        pending: list[ChunkResult] = []
         for result in run_chunks(harvest_chunk, warehouse.changed_files(CHUNK_FILES), workers, run.run_id):
-            pending.instances += result.instances
-            pending.errors += result.errors
-            bar.update(len(result.instances) + len(result.errors))
-            if len(pending.instances) + len(pending.errors) >= batch_size:
+            pending.append(result)
+            bar.update(result.files)
+            if sum(r.files for r in pending) >= batch_size:
                 stale_series |= _flush(warehouse, run, pending)
-                pending = ChunkResult()
+                pending = []
         stale_series |= _flush(warehouse, run, pending)
         bar.close()
         run.series_added, run.series_updated = warehouse.refresh_series(run.run_id, stale_series)
@@ -115,10 +123,12 @@ def harvest(
     return run
 
 
-def _flush(warehouse: RawWarehouse, run: HarvestRun, pending: ChunkResult) -> set[str]:
-    if not pending.instances and not pending.errors:
+def _flush(warehouse: RawWarehouse, run: HarvestRun, pending: list[ChunkResult]) -> set[str]:
+    if not pending:
         return set()
-    written = warehouse.write_batch(run.run_id, pending.instances, pending.errors)
+    instances = pa.concat_tables([r.instances for r in pending])
+    errors = pa.concat_tables([r.errors for r in pending])
+    written = warehouse.write_batch(run.run_id, instances, errors)
     run.instances_added += written.instances_added
     run.instances_updated += written.instances_updated
     run.errors += written.errors

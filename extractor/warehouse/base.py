@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from extractor.warehouse.schema import RAW_TABLES, Column
 
 
@@ -62,7 +64,7 @@ class RawWarehouse(Protocol):
     def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
         """The staged files that are new or changed, in location order, in chunks."""
 
-    def write_batch(self, run_id: str, instances: list[dict[str, Any]], errors: list[dict[str, Any]]) -> BatchResult:
+    def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error."""
 
     def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:

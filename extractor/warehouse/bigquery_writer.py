@@ -334,7 +334,8 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
 
     # --- writes ---------------------------------------------------------------------------
 
-    def write_batch(self, run_id: str, instances: list[dict[str, Any]], errors: list[dict[str, Any]]) -> BatchResult:
+    def write_batch(self, run_id: str, instances_table: pa.Table, errors_table: pa.Table) -> BatchResult:
+        instances, errors = instances_table.to_pylist(), errors_table.to_pylist()
         instance_columns = RAW_TABLES["raw_dicom_instance"]
         error_columns = RAW_TABLES["raw_harvest_error"]
         result = BatchResult()

@@ -10,20 +10,11 @@ import duckdb
 import pyarrow as pa
 
 from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
-from extractor.warehouse.schema import PRIMARY_KEYS, RAW_TABLES, Column
+from extractor.warehouse.schema import PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouse.series_sql import new_series_rows_sql, touched_series_sql
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
-ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(), "TIMESTAMP": pa.timestamp("us")}
 STAGE_ROWS = 50_000
-
-
-def arrow_schema(columns: list[Column]) -> pa.Schema:
-    return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in columns])
-
-
-def to_arrow(rows: list[dict[str, Any]], columns: list[Column]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=arrow_schema(columns))
 
 
 class DuckDBRawWarehouse:
@@ -97,13 +88,13 @@ class DuckDBRawWarehouse:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def write_batch(self, run_id: str, instances: list[dict[str, Any]], errors: list[dict[str, Any]]) -> BatchResult:
+    def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         result = BatchResult()
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            con.register("_instances", to_arrow(instances, RAW_TABLES["raw_dicom_instance"]))
-            con.register("_errors", to_arrow(errors, RAW_TABLES["raw_harvest_error"]))
+            con.register("_instances", instances)
+            con.register("_errors", errors)
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _locations AS "
                 "SELECT location FROM _instances UNION SELECT location FROM _errors"
@@ -134,8 +125,8 @@ class DuckDBRawWarehouse:
         finally:
             for view in ("_instances", "_errors"):
                 con.unregister(view)
-        result.errors = len(errors) + duplicates
-        result.instances_added = len(instances) - duplicates - result.instances_updated
+        result.errors = errors.num_rows + duplicates
+        result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return result
 
     def _duplicate_sop_instances(self, run_id: str) -> int:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pyarrow as pa
+
 from extractor.harvest.attributes import HARVESTED_ATTRIBUTES
 
 Column = tuple[str, str]  # (name, logical type: STRING | INT64 | FLOAT64 | TIMESTAMP)
@@ -81,3 +85,15 @@ PRIMARY_KEYS = {
     "raw_harvest_run": "run_id",
 }
 SERIES_ATTRIBUTE_COLUMNS = [name for name, _ in _attribute_columns(series_only=True) if name != "series_instance_uid"]
+
+
+ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(), "TIMESTAMP": pa.timestamp("us")}
+
+
+def arrow_schema(columns: list[Column]) -> pa.Schema:
+    return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in columns])
+
+
+def to_arrow(rows: list[dict[str, Any]], columns: list[Column]) -> pa.Table:
+    """Rows as an Arrow table of exactly these columns (missing keys are NULL)."""
+    return pa.Table.from_pylist(rows, schema=arrow_schema(columns))
