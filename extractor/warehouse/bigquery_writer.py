@@ -34,6 +34,7 @@ from extractor.config import BigQueryTarget
 from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
 from extractor.warehouse.schema import RAW_TABLES, Column
 from extractor.warehouse.series_sql import (
+    duplicate_sop_rows_sql,
     new_series_rows_sql,
     touched_series_sql,
 )
@@ -390,35 +391,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
         return result
 
     def _duplicates_sql(self, run_id: str, batch: str, locations: str) -> str:
-        """A SOP Instance UID already harvested from another file (or twice in this batch) is an
-        error row; the same rule as DuckDBRawWarehouse._duplicate_sop_instances, where the
-        batch's own locations are already deleted."""
-        return f"""
-WITH batch AS (
-    SELECT location, file_size, file_mtime_ns, sop_instance_uid,
-           FIRST_VALUE(location) OVER (PARTITION BY sop_instance_uid ORDER BY location) AS first_location
-    FROM {batch}
-),
-earlier AS (
-    SELECT sop_instance_uid, MIN(location) AS location
-    FROM {self._table("raw_dicom_instance")}
-    WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM batch)
-      AND location NOT IN ({locations})
-    GROUP BY sop_instance_uid
-),
-clash AS (
-    SELECT b.location, b.file_size, b.file_mtime_ns, b.sop_instance_uid,
-           COALESCE(e.location, b.first_location) AS kept_location
-    FROM batch AS b
-    LEFT JOIN earlier AS e ON e.sop_instance_uid = b.sop_instance_uid
-    WHERE e.location IS NOT NULL OR b.location <> b.first_location
-)
-SELECT location, file_size, file_mtime_ns,
-       'DuplicateSOPInstanceUID' AS error_class,
-       CONCAT('SOPInstanceUID ', sop_instance_uid, ' is already harvested from ', kept_location) AS message,
-       {_literal(run_id)} AS run_id, CURRENT_TIMESTAMP() AS recorded_at
-FROM clash
-"""
+        return duplicate_sop_rows_sql(batch, self._table("raw_dicom_instance"), _literal(run_id), locations)
 
     def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:
         series_columns = RAW_TABLES["raw_dicom_series"]

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
 from extractor.warehouse.schema import PRIMARY_KEYS, RAW_TABLES, to_arrow
-from extractor.warehouse.series_sql import new_series_rows_sql, touched_series_sql
+from extractor.warehouse.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, touched_series_sql
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 STAGE_ROWS = 50_000
@@ -132,33 +132,9 @@ class DuckDBRawWarehouse:
     def _duplicate_sop_instances(self, run_id: str) -> int:
         """A SOP Instance UID already harvested from another file (or twice in this batch) is an error row."""
         self.con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE _duplicates AS
-            WITH batch AS (
-                SELECT location, file_size, file_mtime_ns, sop_instance_uid,
-                       FIRST_VALUE(location) OVER (PARTITION BY sop_instance_uid ORDER BY location) AS first_location
-                FROM _instances
-            ),
-            earlier AS (
-                SELECT sop_instance_uid, MIN(location) AS location
-                FROM raw_dicom_instance
-                WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM batch)
-                GROUP BY sop_instance_uid
-            ),
-            clash AS (
-                SELECT b.location, b.file_size, b.file_mtime_ns, b.sop_instance_uid,
-                       COALESCE(e.location, b.first_location) AS kept_location
-                FROM batch b
-                LEFT JOIN earlier e ON e.sop_instance_uid = b.sop_instance_uid
-                WHERE e.location IS NOT NULL OR b.location <> b.first_location
-            )
-            SELECT location, file_size, file_mtime_ns,
-                   'DuplicateSOPInstanceUID' AS error_class,
-                   'SOPInstanceUID ' || sop_instance_uid || ' is already harvested from ' || kept_location AS message,
-                   ? AS run_id, CURRENT_TIMESTAMP::TIMESTAMP AS recorded_at
-            FROM clash
-            """,
-            [run_id],
+            "CREATE OR REPLACE TEMP TABLE _duplicates AS "
+            + duplicate_sop_rows_sql("_instances", "raw_dicom_instance", "$run_id"),
+            {"run_id": run_id},
         )
         return self.con.execute("SELECT COUNT(*) FROM _duplicates").fetchone()[0]
 

@@ -1,4 +1,5 @@
-"""The rule that turns instance rows into one raw_dicom_series row, as SQL both DuckDB and BigQuery run.
+"""The rules both raw-table writers share, as SQL DuckDB and BigQuery both run: the series row
+built from its instances, and the duplicate SOP instance check.
 
 Only functions both engines share are used (CONCAT, RTRIM, NULLIF, SUBSTR, COUNT DISTINCT).
 """
@@ -65,4 +66,38 @@ def touched_series_sql(instance: str, run_id_param: str, stale: str) -> str:
 SELECT DISTINCT series_instance_uid FROM {instance} WHERE run_id = {run_id_param}
 UNION DISTINCT
 SELECT series_instance_uid FROM {stale}
+"""
+
+
+def duplicate_sop_rows_sql(batch: str, instance: str, run_id_sql: str, replaced_locations: str | None = None) -> str:
+    """Error rows for the batch's files whose SOP Instance UID is already harvested from another
+    file, or appears twice in the batch (the lowest location keeps the instance).
+
+    `replaced_locations` (a subquery) leaves out instance rows the batch is about to replace.
+    """
+    not_replaced = f"AND location NOT IN ({replaced_locations})" if replaced_locations else ""
+    return f"""
+WITH batch AS (
+    SELECT location, file_size, file_mtime_ns, sop_instance_uid,
+           FIRST_VALUE(location) OVER (PARTITION BY sop_instance_uid ORDER BY location) AS first_location
+    FROM {batch}
+),
+earlier AS (
+    SELECT sop_instance_uid, MIN(location) AS location
+    FROM {instance}
+    WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM batch) {not_replaced}
+    GROUP BY sop_instance_uid
+),
+clash AS (
+    SELECT b.location, b.file_size, b.file_mtime_ns, b.sop_instance_uid,
+           COALESCE(e.location, b.first_location) AS kept_location
+    FROM batch AS b
+    LEFT JOIN earlier AS e ON e.sop_instance_uid = b.sop_instance_uid
+    WHERE e.location IS NOT NULL OR b.location <> b.first_location
+)
+SELECT location, file_size, file_mtime_ns,
+       'DuplicateSOPInstanceUID' AS error_class,
+       CONCAT('SOPInstanceUID ', sop_instance_uid, ' is already harvested from ', kept_location) AS message,
+       {run_id_sql} AS run_id, CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS recorded_at
+FROM clash
 """
