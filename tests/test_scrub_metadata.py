@@ -18,7 +18,6 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -143,12 +142,6 @@ def writable(path: Path) -> bool:
         return True
     except Exception:  # noqa: BLE001 - pydicom itself cannot rewrite it (e.g. a mislabelled VR)
         return False
-
-
-BASIC = """
-name = "basic-test"
-base = "basic"
-"""
 
 
 def profile_text(*lines: str, options: tuple[str, ...] = (), base: str = "basic") -> str:

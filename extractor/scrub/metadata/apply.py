@@ -170,6 +170,8 @@ def _is_repeater(tag: int) -> bool:
 
 
 def _values(value: Any) -> list[str]:
+    if isinstance(value, bytes):  # e.g. a private creator read as UN
+        return [value.decode("latin-1").strip(" \x00")]
     if isinstance(value, (MultiValue, list, tuple)):
         return [str(v) for v in value]
     return [str(value)]
@@ -338,10 +340,9 @@ class _Walker:
                 if creator_tag not in creators:
                     creators[creator_tag] = None
                     if creator_tag in keymap:
-                        value = ds[keymap[creator_tag]].value
-                        if isinstance(value, bytes):
-                            value = value.decode("latin-1")
-                        creators[creator_tag] = str(value).strip(" \x00") if value is not None else None
+                        elem = ds._dict[keymap[creator_tag]]
+                        values = _raw_values(elem, "LO") if elem.__class__ is RawDataElement else _elem_values(elem)
+                        creators[creator_tag] = values[0] if values else None
                 creator = creators[creator_tag]
                 if creator is not None and (tag >> 16, creator, element & 0xFF) in safe:
                     keep.add(tag)

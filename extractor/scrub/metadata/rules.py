@@ -71,12 +71,11 @@ STRUCTURAL_UIDS = frozenset(
 )
 
 DICT_VR = {tag: entry[0] for tag, entry in DicomDictionary.items()}
-_DICT_VR = DICT_VR
 KNOWN_TAGS = frozenset(DicomDictionary)
-SQ_TAGS = frozenset(t for t, vr in _DICT_VR.items() if vr == "SQ")
-UI_TAGS = frozenset(t for t, vr in _DICT_VR.items() if vr == "UI")
-DA_DT_TAGS = frozenset(t for t, vr in _DICT_VR.items() if vr in ("DA", "DT"))
-TM_TAGS = frozenset(t for t, vr in _DICT_VR.items() if vr == "TM")
+SQ_TAGS = frozenset(t for t, vr in DICT_VR.items() if vr == "SQ")
+UI_TAGS = frozenset(t for t, vr in DICT_VR.items() if vr == "UI")
+DA_DT_TAGS = frozenset(t for t, vr in DICT_VR.items() if vr in ("DA", "DT"))
+TM_TAGS = frozenset(t for t, vr in DICT_VR.items() if vr == "TM")
 META_AND_COMMAND_TAGS = frozenset(t for t in DicomDictionary if t < 0x00030000)
 
 ICON_IMAGE_SEQUENCE = 0x00880200
@@ -170,7 +169,7 @@ def compile_profile(profile: Profile, table: ConfidentialityTable | None = None)
     # 4. The profile's own rules win.
     inserts = []
     for attr in profile.attributes:
-        rule = Rule(attr.action if attr.action != "hash_uid" else HASH_UID, "profile", attribute=attr)
+        rule = Rule(attr.action, "profile", attribute=attr)  # profile action names are runtime codes
         if attr.pattern.is_exact:
             rules[attr.pattern.value] = rule
             if attr.insert:
@@ -181,7 +180,7 @@ def compile_profile(profile: Profile, table: ConfidentialityTable | None = None)
     # Date rules whose outcome does not depend on the value are decided now (no decoding later).
     for tag, rule in list(rules.items()):
         if rule.action == DATE:
-            decided = _decide_temporal(_DICT_VR.get(tag), rule, profile)
+            decided = _decide_temporal(DICT_VR.get(tag), rule, profile)
             if decided is not None:
                 rules[tag] = decided
 
