@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pydicom
 import pytest
-from conftest import TEST_DEID_KEY, invoke_cli
+from conftest import TEST_DEID_KEY, invoke_cli, write_duckdb_config
 
 from extractor.build.field_spec import read_spec
 
@@ -177,10 +177,16 @@ def test_pseudonyms_equal_the_python_implementation(built_demo):
 
 
 def test_ids_stay_stable_when_new_data_arrives(built_demo, tmp_path):
-    """A refresh with a new series keeps every existing image_occurrence_id, identified and de-identified."""
+    """A refresh with a new series keeps every existing image_occurrence_id, identified and de-identified.
+
+    Runs on a copy of the demo warehouse, so the shared one is left as it was.
+    """
+    shutil.copytree(built_demo.identified.parent, tmp_path / "warehouse", ignore=shutil.ignore_patterns("dbt"))
+    config = write_duckdb_config(tmp_path)
+    identified, deidentified = tmp_path / "warehouse" / "identified.duckdb", tmp_path / "warehouse" / "deidentified.duckdb"
     query = "SELECT image_series_uid, image_occurrence_id FROM image_occurrence"
-    before = dict(_connect(built_demo.identified).execute(query).fetchall())
-    deid_before = sorted(r[1] for r in _connect(built_demo.deidentified).execute(query).fetchall())
+    before = dict(_connect(identified).execute(query).fetchall())
+    deid_before = {r[1] for r in _connect(deidentified).execute(query).fetchall()}
     # a new series in an existing, linked study: a copy of one linked file with new series/SOP UIDs
     key = json.loads(built_demo.archive.answer_key.read_text())
     linked_file = next(f for f in key["files"] if f["has_order"] and f["modality"] == "CT")
@@ -188,19 +194,15 @@ def test_ids_stay_stable_when_new_data_arrives(built_demo, tmp_path):
     ds.SeriesInstanceUID = linked_file["series_uid"] + ".77"
     ds.SOPInstanceUID = linked_file["sop_uid"] + ".77"
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    new_file = built_demo.archive.dicom_dir / "refresh" / "new_series.dcm"
-    new_file.parent.mkdir(exist_ok=True)
-    ds.save_as(new_file)
-    try:
-        invoke_cli("harvest", str(built_demo.archive.dicom_dir), "--config", str(built_demo.config_path), "--workers", "1")
-        invoke_cli("build", "--config", str(built_demo.config_path))
-        after = dict(_connect(built_demo.identified).execute(query).fetchall())
-        deid_after = {r[1] for r in _connect(built_demo.deidentified).execute(query).fetchall()}
-    finally:
-        shutil.rmtree(new_file.parent)
+    (tmp_path / "incoming").mkdir()
+    ds.save_as(tmp_path / "incoming" / "new_series.dcm")
+    invoke_cli("harvest", str(tmp_path / "incoming"), "--config", str(config), "--workers", "1")
+    invoke_cli("build", "--config", str(config))
+    after = dict(_connect(identified).execute(query).fetchall())
+    deid_after = {r[1] for r in _connect(deidentified).execute(query).fetchall()}
     assert ds.SeriesInstanceUID in after
     assert {uid: after[uid] for uid in before} == before
-    assert set(deid_before) <= deid_after and len(deid_after) == len(deid_before) + 1
+    assert deid_before < deid_after and len(deid_after) == len(deid_before) + 1
 
 
 def test_the_key_is_never_written_to_dbt_artifacts(built_demo):
