@@ -67,30 +67,20 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def bigquery_emulator(startup_timeout: float = 30.0) -> Iterator[str]:
-    """Start `crucible serve --dialect bigquery` on a free loopback port; yield its endpoint URL."""
-    exe = crucible_executable()
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
+def _serve(command: list[str], health_url: str, name: str, startup_timeout: float) -> Iterator[None]:
+    """Run a server process until its health URL answers; stop it afterwards."""
     with tempfile.TemporaryFile(mode="w+b") as log:
-        process = subprocess.Popen(
-            [str(exe), "serve", "--dialect", "bigquery", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + startup_timeout
-            while not _answers(f"{endpoint}/_crucible/health"):
+            while not _answers(health_url):
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     tail = log.read()[-2000:].decode("utf-8", "replace")
                     state = f"exited with {process.returncode}" if process.poll() is not None else "did not answer"
-                    raise EmulatorDidNotStart(
-                        f"crucible serve on {endpoint} {state} within {startup_timeout:.0f} s; output:\n{tail}"
-                    )
+                    raise EmulatorDidNotStart(f"{name} {state} within {startup_timeout:.0f} s; output:\n{tail}")
                 time.sleep(0.1)
-            yield endpoint
+            yield
         finally:
             if process.poll() is None:
                 process.terminate()
@@ -99,6 +89,17 @@ def bigquery_emulator(startup_timeout: float = 30.0) -> Iterator[str]:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+@contextmanager
+def bigquery_emulator(startup_timeout: float = 30.0) -> Iterator[str]:
+    """Start `crucible serve --dialect bigquery` on a free loopback port; yield its endpoint URL."""
+    exe = crucible_executable()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [str(exe), "serve", "--dialect", "bigquery", "--host", "127.0.0.1", "--port", str(port)]
+    with _serve(command, f"{endpoint}/_crucible/health", f"crucible serve on {endpoint}", startup_timeout):
+        yield endpoint
 
 
 # --- Cloud Storage: gcp-storage-emulator --------------------------------------------------------
@@ -132,25 +133,6 @@ def storage_emulator(startup_timeout: float = 30.0) -> Iterator[str]:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", STORAGE_EMULATOR_MODULE, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--quiet"]
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + startup_timeout
-            while not _answers(f"{endpoint}/"):  # its health check answers "OK"
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    tail = log.read()[-2000:].decode("utf-8", "replace")
-                    state = f"exited with {process.returncode}" if process.poll() is not None else "did not answer"
-                    raise EmulatorDidNotStart(
-                        f"gcp-storage-emulator on {endpoint} {state} within {startup_timeout:.0f} s; output:\n{tail}"
-                    )
-                time.sleep(0.1)
-            yield endpoint
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+    # its health check answers "OK" at the root
+    with _serve(command, f"{endpoint}/", f"gcp-storage-emulator on {endpoint}", startup_timeout):
+        yield endpoint

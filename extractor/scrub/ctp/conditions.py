@@ -415,6 +415,11 @@ class ConditionParser:
 
 def parse_condition(text: str, path: str | Path = "<script>") -> Condition:
     """Parse a complete condition (the whole text must be one expression)."""
+    return parse_whole_condition(text, path)[0]
+
+
+def parse_whole_condition(text: str, path: str | Path = "<script>") -> tuple[Condition, tuple]:
+    """The condition the whole text forms, and the notices about tolerated constructs."""
     source = SourceText(text, path)
     parser = ConditionParser(source)
     if not parser.peek():
@@ -422,4 +427,4 @@ def parse_condition(text: str, path: str | Path = "<script>") -> Condition:
     condition = parser.parse_expression()
     if parser.peek():
         raise source.error(parser.pos, f"expected '+', '*' or the end of the script, found {parser.found()}")
-    return condition
+    return condition, tuple(parser.notices)

@@ -7,13 +7,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from extractor.scrub.ctp.conditions import (
-    Condition,
-    ConditionParser,
-    ScriptNotice,
-    SourceText,
-    Term,
-)
+from extractor.scrub.ctp.conditions import Condition, ScriptNotice, Term, parse_whole_condition
 
 
 @dataclass(frozen=True)
@@ -40,11 +34,5 @@ def load_filter_script(path: str | Path) -> FilterScript:
 
 
 def parse_filter_script(text: str, path: str | Path = "<filter script>") -> FilterScript:
-    source = SourceText(text, path)
-    parser = ConditionParser(source)
-    if not parser.peek():
-        raise source.error(parser.pos, "expected an expression, found an empty script")
-    condition = parser.parse_expression()
-    if parser.peek():
-        raise source.error(parser.pos, f"expected '+', '*' or the end of the script, found {parser.found()}")
-    return FilterScript(Path(path), condition, tuple(parser.notices))
+    condition, notices = parse_whole_condition(text, path)
+    return FilterScript(Path(path), condition, notices)
