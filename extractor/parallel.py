@@ -8,25 +8,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
 from typing import TypeVar
 
 Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
 
 
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A process pool to share between stages (starting workers costs their imports); None for one worker."""
+    if workers == 1:
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield pool
+
+
 def run_chunks(
-    function: Callable[..., Result], chunks: Iterable[Chunk], workers: int, *args: object
+    function: Callable[..., Result],
+    chunks: Iterable[Chunk],
+    workers: int,
+    *args: object,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[Result]:
     """`function(chunk, *args)` for every chunk, in completion order; at most 4 chunks per worker in flight.
 
-    With one worker everything runs in this process (simpler to debug, no pickling).
+    With one worker everything runs in this process (simpler to debug, no pickling). A pool from
+    `worker_pool` is reused; without one, a pool lives for this call.
     """
     if workers == 1:
         for chunk in chunks:
             yield function(chunk, *args)
         return
     max_in_flight = workers * 4
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=workers) as pool:
         in_flight: set[Future[Result]] = set()
         for chunk in chunks:
             in_flight.add(pool.submit(function, chunk, *args))

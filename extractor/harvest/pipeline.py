@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 from tqdm import tqdm
 
-from extractor.parallel import run_chunks
+from extractor.parallel import run_chunks, worker_pool
 from extractor.harvest.discover import check_sources, discover_files
 from extractor.harvest.reader import HarvestError, header_json, read_instance
 from extractor.warehouse.base import FileRef, HarvestRun, RawWarehouse
@@ -102,17 +102,19 @@ def harvest(
         run.files_seen, run.files_unchanged = changed + unchanged, unchanged
         stale_series: set[str] = set()
         bar = tqdm(total=changed, unit="file", disable=not (show_progress() if progress is None else progress))
-        pending: list[ChunkResult] = []
-        for result in run_chunks(harvest_chunk, warehouse.changed_files(CHUNK_FILES), workers, run.run_id):
-            pending.append(result)
-            bar.update(result.files)
-            if sum(r.files for r in pending) >= batch_size:
-                stale_series |= _flush(warehouse, run, pending)
-                pending = []
-        stale_series |= _flush(warehouse, run, pending)
-        bar.close()
-        run.series_added, run.series_updated = warehouse.refresh_series(run.run_id, stale_series)
-        _fill_series_headers(warehouse, workers)
+        with worker_pool(workers) as pool:
+            pending: list[ChunkResult] = []
+            chunks = warehouse.changed_files(CHUNK_FILES)
+            for result in run_chunks(harvest_chunk, chunks, workers, run.run_id, pool=pool):
+                pending.append(result)
+                bar.update(result.files)
+                if sum(r.files for r in pending) >= batch_size:
+                    stale_series |= _flush(warehouse, run, pending)
+                    pending = []
+            stale_series |= _flush(warehouse, run, pending)
+            bar.close()
+            run.series_added, run.series_updated = warehouse.refresh_series(run.run_id, stale_series)
+            _fill_series_headers(warehouse, workers, pool)
         run.status = "completed"
     except BaseException:
         run.status = "failed"
@@ -148,11 +150,11 @@ def series_headers_chunk(series: list[tuple[str, str]]) -> dict[str, str | None]
     return headers
 
 
-def _fill_series_headers(warehouse: RawWarehouse, workers: int) -> None:
+def _fill_series_headers(warehouse: RawWarehouse, workers: int, pool) -> None:
     """One header JSON per new series (or series whose representative changed), read in parallel."""
     missing = warehouse.series_without_header()
     chunks = (missing[i : i + HEADER_CHUNK] for i in range(0, len(missing), HEADER_CHUNK))
-    for headers in run_chunks(series_headers_chunk, chunks, workers):
+    for headers in run_chunks(series_headers_chunk, chunks, workers, pool=pool):
         warehouse.set_series_headers(headers)
 
 
