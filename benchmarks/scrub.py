@@ -777,8 +777,14 @@ def main(argv: list[str] | None = None) -> int:
                     row = rows[runner.key] = measure(runner, name, manifest, band, scratch, env, rows[runner.key])
                     row.detail.setdefault("versions", runner.versions)
                     row.detail["compiled"] = runner.compiled
-                    print(f" {row.mb_per_s:.1f} MB/s, {row.net_seconds:.1f} s net (load {row.load_average})" if row.ok
-                          else f" {row.status}", flush=True)
+                    if row.ok and row.repeats:
+                        last = row.repeats[-1]
+                        net = last["wall_seconds"] - last["one_wall_seconds"]
+                        this = (row.bytes - row.one_bytes) / MB / net if net > 0 else 0.0
+                        print(f" {this:.1f} MB/s, {net:.1f} s net (load {last['load_average']})"
+                              + (f"; best so far {row.mb_per_s:.1f} MB/s" if len(row.repeats) > 1 else ""), flush=True)
+                    else:
+                        print(f" {row.status}", flush=True)
             results += [r for r in rows.values() if r is not None]
         load_after = _loadavg()
 

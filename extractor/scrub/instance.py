@@ -18,7 +18,7 @@ from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
-from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile, regenerate_file_meta
+from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile
 from extractor.scrub.pixels import PixelError, blank_regions
 from extractor.scrub.sinks import open_sink
 
@@ -144,8 +144,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
         deid_parameters=compiled.parameters,
         pixels_cleaned=pixels_cleaned,
     )
-    deidentify_metadata(ds, compiled.profile, context)
-    regenerate_file_meta(ds)
+    deidentify_metadata(ds, compiled.profile, context)  # also regenerates the file meta
     name = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)

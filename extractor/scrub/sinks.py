@@ -33,6 +33,7 @@ class FolderSink:
         self.root = root
         self.description = str(root)
         root.mkdir(parents=True, exist_ok=True)
+        self._folders: set[Path] = {root}  # folders known to exist: one mkdir per series, not per file
 
     def exists(self, name: str) -> bool:
         return (self.root / name).exists()
@@ -56,7 +57,9 @@ class FolderSink:
     def write(self, name: str, data: bytes) -> str:
         """Write to a temporary file beside the target, then rename: never a half-written file."""
         target = self.root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
         try:
             with os.fdopen(handle, "wb") as out:
