@@ -196,11 +196,15 @@ def _scrub_cohort(cfg, cohort: str, settings, workers: int | None) -> None:
 def demo_data(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo archive in (dicom/, ehr/, answer_key.json).")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same archive, byte for byte.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an archive already in OUT_DIR.")] = False,
 ) -> None:
     """Make a realistic synthetic archive: DICOM files with injected PHI, EHR OMOP CSVs and an answer key."""
     from extractor.demo_data import make_demo_archive
 
-    archive = make_demo_archive(out_dir, seed=seed)
+    try:
+        archive = make_demo_archive(out_dir, seed=seed, overwrite=overwrite)
+    except FileExistsError:
+        _fail(f"{out_dir}: already holds a demo archive; choose an empty folder or pass --overwrite")
     typer.echo(f"demo archive written to {out_dir}: {archive}")
 
 
@@ -215,8 +219,10 @@ def demo(
 
     import os
     import secrets
+    import shutil
 
-    make_demo_archive(out_dir, seed=seed)
+    make_demo_archive(out_dir, seed=seed, overwrite=True)
+    shutil.rmtree(out_dir / "extract", ignore_errors=True)  # the extract of an earlier demo run (other key)
     typer.echo(f"demo archive: {out_dir}")
     harvest([str(out_dir / "dicom")], workers=None, config=config)
     load_ehr(out_dir / "ehr", config=config)

@@ -53,3 +53,10 @@ def test_bad_config_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["harvest", str(tmp_path), "--config", str(config)])
     assert result.exit_code == 2
     assert "oracle" in result.output
+
+
+def test_demo_data_refuses_to_overwrite_without_the_flag(tmp_path):
+    (tmp_path / "demo" / "dicom").mkdir(parents=True)
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "demo")])
+    assert result.exit_code == 2
+    assert "--overwrite" in result.output
