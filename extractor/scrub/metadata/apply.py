@@ -563,7 +563,9 @@ class _Walker:
         if not m:
             return None
         day = self.shift_day(m.group(1) + m.group(2) + m.group(3))
-        return None if day is None else day + m.group(4)
+        if day is None:
+            return None
+        return day if self.p.times == "remove" else day + m.group(4)
 
     def shift_day(self, yyyymmdd: str) -> str | None:
         cached = self.dates.get(yyyymmdd)
