@@ -350,3 +350,58 @@ def test_a_rerun_skips_finished_inputs(scrubbed, archive):
     retried = read_manifest(scrubbed.out, manifest_parts(scrubbed.out) - first_run)
     assert len(retried) == quarantined  # only the quarantined (non-DICOM) inputs were tried again
     assert {r["error_class"] for r in retried} == {"NotDicom"}
+
+
+# explicit and implicit little endian, RLE, JPEG 2000 (one with a sequence delimiter inside a
+# fragment), and big endian (never copied raw: the full path)
+PIXEL_COPY_FILES = ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm",
+                    "JPEG2000-embedded-sequence-delimiter.dcm", "MR_small_bigendian.dcm"]
+
+
+def _as_original_ct(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """An instance no default filter rule removes, with its pixel data as it was."""
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.CTImageStorage
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.Modality = "CT"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()  # the MR files share one
+    return ds
+
+
+def test_untouched_pixel_data_travels_byte_for_byte_and_nothing_after_it_survives(tmp_path):
+    """Without a pixel rule the source's pixel element is copied; an element after it forces a full rewrite."""
+    from pydicom.data import get_testdata_file
+
+    from extractor.scrub.instance import read_header, trailing_pixel_element
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sources = {}
+    for name in PIXEL_COPY_FILES:
+        sources[name] = _as_original_ct(pydicom.dcmread(get_testdata_file(name)))
+        sources[name].save_as(inputs / name)
+        data = (inputs / name).read_bytes()
+        raw_copy = trailing_pixel_element(data, read_header(data)[1], str(sources[name].file_meta.TransferSyntaxUID))
+        assert (raw_copy is None) == (name == "MR_small_bigendian.dcm"), name  # padding after pixels is fine
+    # a private group after the pixel data (7FE1 is above 7FE0): must go, so the raw copy must not apply
+    trailing = _as_original_ct(pydicom.dcmread(get_testdata_file("CT_small.dcm")))
+    trailing.private_block(0x7FE1, "ACME TRAILER", create=True).add_new(0x01, "LO", "SMITH^TRAILING")
+    trailing.save_as(inputs / "trailing.dcm")
+    data = (inputs / "trailing.dcm").read_bytes()
+    _, offset = read_header(data)
+    assert trailing_pixel_element(data, offset, str(trailing.file_meta.TransferSyntaxUID)) is None
+    sources["trailing.dcm"] = trailing
+
+    out = tmp_path / "out"
+    invoke_cli("scrub", str(inputs), "--out", str(out), "--workers", "1")
+    rows = read_manifest(out)
+    assert len(rows) == len(sources) and all(r["outcome"] == "deidentified" for r in rows), rows
+    outputs = [pydicom.dcmread(p) for p in out.rglob("*.dcm") if MANIFEST_FOLDER not in p.parts]
+    for name, source in sources.items():
+        matches = [ds for ds in outputs if ds.PixelData == source.PixelData]
+        assert matches, f"{name}: no output holds its pixel data unchanged"
+        scrubbed = matches[0]
+        assert scrubbed.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
+        assert scrubbed.PatientIdentityRemoved == "YES" and scrubbed.SOPInstanceUID != source.SOPInstanceUID
+        if name != "JPEG2000-embedded-sequence-delimiter.dcm":  # its codestream is not decodable at the source either
+            assert scrubbed.pixel_array.shape == source.pixel_array.shape  # decodes: the element arrived whole
+    assert not any(b"SMITH^TRAILING" in p.read_bytes() for p in out.rglob("*.dcm"))

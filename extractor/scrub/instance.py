@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pydicom
+from pydicom.dataset import Dataset
 
 from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
@@ -113,7 +114,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     if not looks_like_dicom(data[:132]):
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
         raise ValueError(outcome.error)
-    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    ds, pixel_offset = read_header(data)
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
     outcome.series_instance_uid = str(ds.get("SeriesInstanceUID", "")) or None
@@ -126,6 +127,10 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     if pixel_rule is None and str(ds.get("Modality", "")).upper() == "US":
         outcome.outcome, outcome.rule = FILTERED, "ultrasound-without-pixel-rule"
         return
+    # Pixels left as they are travel as the source's bytes; pixels to blank need the whole dataset.
+    pixel_tail = None if pixel_rule is not None else trailing_pixel_element(data, pixel_offset, transfer_syntax)
+    if pixel_tail is None and pixel_offset < len(data):
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
     pixels_cleaned = False
     if pixel_rule is not None and "PixelData" in ds:
         try:
@@ -148,9 +153,70 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     name = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    written = buffer.getvalue()
-    outcome.output = compiled.sink.write(name, written)
-    outcome.bytes_out = len(written)
+    if pixel_tail is not None and str(ds.file_meta.TransferSyntaxUID) != transfer_syntax:
+        raise RuntimeError("the transfer syntax changed during the scrub; the source pixel bytes no longer fit")
+    parts = (buffer.getbuffer(),) if pixel_tail is None else (buffer.getbuffer(), pixel_tail)
+    outcome.output = compiled.sink.write(name, *parts)
+    outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
     outcome.scrubbed_series_uid = str(ds.SeriesInstanceUID)
     outcome.outcome = DEIDENTIFIED
+
+
+def read_header(data: bytes) -> tuple[Dataset, int]:
+    """The dataset up to its pixel data, and the offset of the pixel data element (len(data) if none)."""
+    stream = io.BytesIO(data)
+    ds = pydicom.dcmread(stream, force=True, stop_before_pixels=True)
+    return ds, stream.tell()
+
+
+# Pixel data can be copied byte for byte only where the output keeps the source's encoding:
+# deflated files are re-encoded as a whole, so their offsets do not carry over.
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_IMPLICIT_LITTLE = "1.2.840.10008.1.2"
+_EXPLICIT_BIG = "1.2.840.10008.1.2.2"
+_SEQUENCE_DELIMITER, _ITEM = 0xE0DDFFFE, 0xE000FFFE
+
+
+def trailing_pixel_element(data: bytes, offset: int, transfer_syntax: str) -> memoryview | None:
+    """The pixel data element's bytes, when nothing but trailing padding follows it; else None.
+
+    Data Set Trailing Padding (FFFC,FFFC) after it is left out (the profile removes it anyway).
+    None means "read the whole dataset": something else follows the pixel data (private groups
+    above 7FE0), the encoding is deflated or big endian, or the element is damaged.
+    """
+    if offset >= len(data) or transfer_syntax in ("", _DEFLATED, _EXPLICIT_BIG):
+        return None
+    implicit = transfer_syntax == _IMPLICIT_LITTLE
+    header = 8 if implicit else 12
+    if offset + header > len(data) or (not implicit and data[offset + 4:offset + 6] not in (b"OB", b"OW", b"OF", b"OD", b"UN")):
+        return None
+    length = int.from_bytes(data[offset + header - 4:offset + header], "little")
+    end = offset + header + length if length != 0xFFFFFFFF else _end_of_fragments(data, offset + header)
+    if end is None or not (end == len(data) or _is_trailing_padding(data, end, implicit)):
+        return None
+    return memoryview(data)[offset:end]
+
+
+def _is_trailing_padding(data: bytes, position: int, implicit: bool) -> bool:
+    """Whether the bytes from position on are exactly one Data Set Trailing Padding element."""
+    header = 8 if implicit else 12
+    if data[position:position + 4] != b"\xfc\xff\xfc\xff" or position + header > len(data):
+        return False
+    if not implicit and data[position + 4:position + 6] != b"OB":
+        return False
+    length = int.from_bytes(data[position + header - 4:position + header], "little")
+    return position + header + length == len(data)
+
+
+def _end_of_fragments(data: bytes, position: int) -> int | None:
+    """Where encapsulated pixel data ends: after the sequence delimiter that closes its items."""
+    while position + 8 <= len(data):
+        tag = int.from_bytes(data[position:position + 4], "little")
+        length = int.from_bytes(data[position + 4:position + 8], "little")
+        if tag == _SEQUENCE_DELIMITER:
+            return position + 8
+        if tag != _ITEM or length == 0xFFFFFFFF:
+            return None
+        position += 8 + length
+    return None

@@ -17,8 +17,8 @@ class Sink(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
-    def write(self, name: str, data: bytes) -> str:
-        """Write atomically; return the full location written."""
+    def write(self, name: str, *parts: bytes | memoryview) -> str:
+        """Write the parts, one after another, atomically; return the full location written."""
 
     def location(self, name: str) -> str: ...
 
@@ -54,7 +54,7 @@ class FolderSink:
     def read(self, name: str) -> bytes:
         return (self.root / name).read_bytes()
 
-    def write(self, name: str, data: bytes) -> str:
+    def write(self, name: str, *parts: bytes | memoryview) -> str:
         """Write to a temporary file beside the target, then rename: never a half-written file."""
         target = self.root / name
         if target.parent not in self._folders:
@@ -63,7 +63,8 @@ class FolderSink:
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
         try:
             with os.fdopen(handle, "wb") as out:
-                out.write(data)
+                for part in parts:
+                    out.write(part)
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -106,8 +107,9 @@ class BucketSink:
     def read(self, name: str) -> bytes:
         return self.bucket.blob(self._blob_name(name)).download_as_bytes()
 
-    def write(self, name: str, data: bytes) -> str:
+    def write(self, name: str, *parts: bytes | memoryview) -> str:
         content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+        data = b"".join(parts)
         self.bucket.blob(self._blob_name(name)).upload_from_string(data, content_type=content_type)
         return self.location(name)
 
