@@ -9,6 +9,7 @@ pixel rule for its device is filtered.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -405,3 +406,19 @@ def test_untouched_pixel_data_travels_byte_for_byte_and_nothing_after_it_survive
         if name != "JPEG2000-embedded-sequence-delimiter.dcm":  # its codestream is not decodable at the source either
             assert scrubbed.pixel_array.shape == source.pixel_array.shape  # decodes: the element arrived whole
     assert not any(b"SMITH^TRAILING" in p.read_bytes() for p in out.rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "JPEG2000.dcm",
+                                  "image_dfl.dcm", "rtplan.dcm", "SC_rgb_rle.dcm"])
+def test_encode_file_writes_what_dcmwrite_writes(name):
+    """The scrubber's file encoder against pydicom's own, on every encoding it meets."""
+    from pydicom.data import get_testdata_file
+
+    from extractor.scrub.instance import encode_file
+    from extractor.scrub.metadata.apply import regenerate_file_meta
+
+    ds = pydicom.dcmread(get_testdata_file(name))
+    regenerate_file_meta(ds, strict=False)
+    reference = io.BytesIO()
+    pydicom.dcmwrite(reference, ds, enforce_file_format=True)
+    assert encode_file(ds) == reference.getvalue()
