@@ -23,9 +23,20 @@ ConfigOption = Annotated[
 ]
 
 
+class CommandFailed(typer.Exit):
+    """A clean command failure (exit code 2); the message was printed, and callers may record it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(code=2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    raise CommandFailed(message)
 
 
 def _load(config_path: Path | None):
@@ -190,6 +201,47 @@ def _scrub_cohort(cfg, cohort: str, settings, workers: int | None) -> None:
     if not refreshed.ok:
         _fail("the scrub finished but refreshing local_path failed: " + "; ".join(refreshed.failures))
     typer.echo("de-identified image_occurrence.local_path now points at the scrubbed series")
+
+
+@app.command("scrub-requests")
+def scrub_requests(
+    folder: Annotated[Optional[Path], typer.Argument(help="Requests folder (default: [schedule] requests, else ./requests beside the config).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Parallel processes per scrub (default: one per core).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run every pending scrub request (FOLDER/*.toml) as `imgomop scrub --cohort` does.
+
+    A request is a TOML file: cohort = "SELECT image_occurrence_id ..." (or a .sql file),
+    out = "folder or gs://bucket/prefix", optional profile. Each one then moves to FOLDER/done/,
+    or to FOLDER/failed/ with its error in <name>.error.txt, so a re-run never repeats it.
+    Exits 1 when a request failed. Needs IMGOMOP_DEID_KEY (the same key as the build).
+    """
+    from extractor.build.dbt_build import BuildError, require_key
+    from extractor.scrub.requests import RequestError, ScrubRequest, pending_requests, process_pending
+
+    cfg = _load(config)
+    folder = (folder or cfg.scrub_requests_dir).resolve()
+    try:
+        if not pending_requests(folder):
+            typer.echo(f"no pending scrub requests in {folder}")
+            return
+        require_key()  # checked once, before any request is run and settled
+    except (RequestError, BuildError) as exc:
+        _fail(str(exc))
+
+    def run(request: ScrubRequest) -> None:
+        typer.echo(f"scrub request {request.path.name}: out {request.out}")
+        scrub(inputs=None, out=request.out, cohort=request.cohort, profile=request.profile,
+              pixel_script=None, allow_script=None, workers=workers, config=config)  # fmt: skip
+
+    settled = process_pending(folder, cfg.base_dir, run)
+    for item in settled:
+        status = f"failed: {item.error}" if item.error else "done"
+        typer.echo(f"scrub request {item.request.name}: {status} (moved to {item.moved_to})")
+    failed = sum(1 for item in settled if item.error)
+    typer.echo(f"scrub requests: {len(settled) - failed} done, {failed} failed")
+    if failed:
+        raise typer.Exit(code=1)
 
 
 @app.command("demo-data")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 CONFIG_FILE_NAME = "imgomop.toml"
 TARGETS = ("duckdb", "bigquery")
+SCHEDULE_KEYS = ("cron", "sources", "ehr", "requests", "retries", "retry_delay_minutes", "executable")
 
 
 class ConfigError(ValueError):
@@ -34,13 +35,40 @@ class BigQueryTarget:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """[schedule]: what the Airflow DAG (dags/imgomop_refresh.py) runs, and where scrub requests wait.
+
+    Paths are absolute (relative ones in the file resolve beside it). `cron` is None for a DAG
+    that runs only when triggered; `executable` None means the imgomop next to Airflow's Python.
+    """
+
+    requests: Path
+    cron: str | None = "@daily"
+    sources: tuple[Path, ...] = ()
+    ehr: Path | None = None
+    retries: int = 2
+    retry_delay_minutes: float = 10
+    executable: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     target: str
     duckdb: DuckDBTarget
     bigquery: BigQueryTarget | None = None
     source_file: Path | None = None
     harvest_batch_size: int = 2000
+    schedule: ScheduleSettings | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths resolve against: the config file's, else the working directory."""
+        return self.source_file.parent.resolve() if self.source_file else Path.cwd()
+
+    @property
+    def scrub_requests_dir(self) -> Path:
+        return self.schedule.requests if self.schedule else self.base_dir / "requests"
 
 
 def default_config(base_dir: Path | None = None) -> Config:
@@ -115,8 +143,53 @@ def parse_config(raw: dict, path: Path) -> Config:
         bigquery=bigquery_target,
         source_file=path,
         harvest_batch_size=batch_size,
-        extra={k: v for k, v in raw.items() if k not in ("warehouse", "harvest")},
+        schedule=_schedule(_table(raw, "schedule", path), path, base_dir),
+        extra={k: v for k, v in raw.items() if k not in ("warehouse", "harvest", "schedule")},
     )
+
+
+def _schedule(table: dict, path: Path, base_dir: Path) -> ScheduleSettings:
+    def bad(key: str, expected: str) -> ConfigError:
+        return ConfigError(f"{path}: [schedule] {key} must be {expected}, got {table[key]!r}")
+
+    unknown = sorted(set(table) - set(SCHEDULE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: [schedule] has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(SCHEDULE_KEYS)}")
+    for key in ("cron", "ehr", "requests", "executable"):
+        if key in table and not isinstance(table[key], str):
+            raise bad(key, "a string")
+    sources = table.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
+        raise bad("sources", 'a list of folders, e.g. sources = ["/mnt/pacs"]')
+    retries = table.get("retries", 2)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise bad("retries", "a whole number >= 0")
+    delay = table.get("retry_delay_minutes", 10)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+        raise bad("retry_delay_minutes", "a number >= 0")
+    optional = lambda key: _resolve(base_dir, table[key]) if table.get(key) else None  # noqa: E731
+    return ScheduleSettings(
+        requests=optional("requests") or base_dir / "requests",
+        cron=table.get("cron", "@daily").strip() or None,
+        sources=tuple(_resolve(base_dir, s) for s in sources),
+        ehr=optional("ehr"),
+        retries=retries,
+        retry_delay_minutes=delay,
+        executable=optional("executable"),
+    )
+
+
+def dag_schedule(config: Config) -> ScheduleSettings:
+    """The [schedule] table the Airflow DAG needs: it must name the harvest sources and the EHR folder."""
+    where = config.source_file or "the embedded default config"
+    settings = config.schedule
+    missing = [k for k in ("sources", "ehr") if settings is None or not getattr(settings, k)]
+    if missing:
+        raise ConfigError(
+            f"{where}: [schedule] needs {' and '.join(missing)} for the Airflow DAG, e.g. "
+            'sources = ["/mnt/pacs"] and ehr = "/data/ehr-export" (see imgomop.toml.example)'
+        )
+    return settings
 
 
 def _table(parent: dict, key: str, path: Path, prefix: str = "") -> dict:
