@@ -107,13 +107,9 @@ def test_without_the_key_no_request_is_touched(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def project(built_demo, tmp_path_factory):
-    """A copy of the built demo warehouse (no earlier scrub in it), its config naming the requests folder."""
+    """A copy of the built demo warehouse, its config naming the requests folder."""
     root = tmp_path_factory.mktemp("requests-project")
     shutil.copytree(built_demo.identified.parent, root / "warehouse", ignore=shutil.ignore_patterns("dbt"))
-    con = duckdb.connect(str(root / "warehouse" / "identified.duckdb"))
-    con.execute("DROP TABLE IF EXISTS scrub_manifest")  # left by another test's cohort scrub, if one ran first
-    con.execute("DROP TABLE IF EXISTS scrub_manifest_series")
-    con.close()
     config = write_duckdb_config(root)
     config.write_text(config.read_text() + '\n[schedule]\nrequests = "incoming"\n')
     return root, config
@@ -140,15 +136,26 @@ def test_pending_requests_are_scrubbed_once_and_settled(project, monkeypatch):
     written = sorted(extract.rglob("*.dcm"))
     assert written and (extract / "manifest").is_dir()
     con = duckdb.connect(str(root / "warehouse" / "identified.duckdb"), read_only=True)
-    recorded = con.execute("SELECT count(*) FROM scrub_manifest WHERE outcome = 'deidentified'").fetchone()[0]
+    recorded = con.execute(
+        "SELECT count(*) FROM scrub_manifest WHERE outcome = 'deidentified' AND starts_with(output, ?)", [str(extract)]
+    ).fetchone()[0]
     con.close()
     assert recorded == len(written)
     con = duckdb.connect(str(root / "warehouse" / "deidentified.duckdb"), read_only=True)
     paths = {r[0] for r in con.execute(f"SELECT local_path FROM image_occurrence WHERE image_occurrence_id IN ({COHORT})").fetchall()}
     con.close()
-    assert paths == {str(p.parent) for p in written}
+    assert paths == {str(p.parent) for p in written}  # the newest extract, whatever was scrubbed before
 
     # a re-run repeats nothing
     again = invoke_cli("scrub-requests", "--config", str(config))
     assert "no pending scrub requests" in again
     assert sorted(extract.rglob("*.dcm")) == written
+
+    # the same cohort again, into a second extract: local_path follows the newest one
+    _write(folder, "4-ct-again.toml", f'cohort = "{COHORT}"\nout = "extracts/ct-again"\n')
+    invoke_cli("scrub-requests", "--config", str(config), "--workers", "1")
+    second = sorted((root / "extracts" / "ct-again").rglob("*.dcm"))
+    con = duckdb.connect(str(root / "warehouse" / "deidentified.duckdb"), read_only=True)
+    paths = {r[0] for r in con.execute(f"SELECT local_path FROM image_occurrence WHERE image_occurrence_id IN ({COHORT})").fetchall()}
+    con.close()
+    assert second and paths == {str(p.parent) for p in second}

@@ -93,12 +93,21 @@ def record_manifest(config: Config, rows: list[dict]) -> None:
         con.execute(
             """
             CREATE OR REPLACE TABLE scrub_manifest_series AS
-            SELECT series_instance_uid,
-                   min(regexp_replace(output, '/[^/]*$', '')) AS scrubbed_series_path,
-                   count(*) AS scrubbed_instances
-            FROM scrub_manifest
-            WHERE outcome = 'deidentified' AND output IS NOT NULL
-            GROUP BY series_instance_uid
+            WITH outputs AS (
+                SELECT series_instance_uid, regexp_replace(output, '/[^/]*$', '') AS series_path, scrubbed_at
+                FROM scrub_manifest
+                WHERE outcome = 'deidentified' AND output IS NOT NULL
+            ),
+            latest AS (  -- a series scrubbed into several extracts points at the newest one
+                SELECT series_instance_uid, arg_max(series_path, scrubbed_at) AS scrubbed_series_path
+                FROM outputs
+                GROUP BY series_instance_uid
+            )
+            SELECT latest.series_instance_uid, latest.scrubbed_series_path, count(*) AS scrubbed_instances
+            FROM latest
+            JOIN outputs ON outputs.series_instance_uid = latest.series_instance_uid
+                        AND outputs.series_path = latest.scrubbed_series_path
+            GROUP BY ALL
             """
         )
     finally:
