@@ -244,6 +244,51 @@ def scrub_requests(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def check(
+    layer: Annotated[Optional[list[str]], typer.Option("--layer", "-l", help="raw, marts, deid or scrub (repeatable). Default: all four.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    r"""Data-quality and PHI-leakage checks (great-expectations), by layer.
+
+    raw: UIDs present, unique and well-formed; the harvest error rate.
+    marts: the OMOP field spec (required, unique, foreign keys, concept ids
+    known or 0); the linkage rate.
+    deid: no value equal to an identified MRN, accession number, name or UID;
+    no date equal to its original; descriptions made only of allowlisted
+    words and masks; UIDs in the 2.25 form; deleted columns empty.
+    scrub: manifest outcomes recorded; quarantined and filtered shares.
+
+    Prints one line per expectation and writes Data Docs (HTML) to
+    \[check] data_docs_dir, by default warehouse/data_docs beside the
+    identified data (a failure shows the identified values it found).
+    Thresholds and criticality: \[check] in imgomop.toml. The deid layer
+    needs IMGOMOP_DEID_KEY (the build's key) to pair rows with originals.
+    Exits 1 when a critical expectation fails, 2 when checks cannot run.
+    """
+    from extractor.check.rules import LAYERS
+    from extractor.check.settings import check_settings
+
+    cfg = _load(config)
+    unknown = sorted(set(layer or ()) - set(LAYERS))
+    if unknown:
+        _fail(f"unknown layer {', '.join(unknown)}: use {', '.join(LAYERS)}")
+    try:
+        settings = check_settings(cfg)
+    except ConfigError as exc:
+        _fail(str(exc))
+    from extractor.check.runner import CheckError, run_checks
+    from extractor.check.summary import format_summary
+
+    try:
+        run = run_checks(cfg, [name for name in LAYERS if not layer or name in layer], settings)
+    except CheckError as exc:
+        _fail(str(exc))
+    typer.echo(format_summary(run))
+    if run.critical_failures:
+        raise typer.Exit(code=1)
+
+
 @app.command("demo-data")
 def demo_data(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create the demo archive in (dicom/, ehr/, answer_key.json).")],
