@@ -245,6 +245,44 @@ def scrub_requests(
 
 
 @app.command()
+def review(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report (index.html and images/). Never inside the extract.")],
+    run: Annotated[Optional[str], typer.Option("--run", help="Scrub run id (as printed by `imgomop scrub`). Default: the latest run.")] = None,
+    scrubbed_only: Annotated[bool, typer.Option("--scrubbed-only", help="Leave out every original pixel and header value: scrubbed images and values only.")] = False,
+    samples: Annotated[int, typer.Option("--samples", "-n", min=1, max=20, help="Sample instances shown per device group.")] = 3,
+    config: ConfigOption = None,
+) -> None:
+    """Write the QA report of a cohort scrub run: a static HTML page, viewable offline.
+
+    Shows the run's figures (instances in, de-identified, filtered by rule,
+    quarantined) and the PHI changed per category (names, IDs, dates,
+    institutions, burned-in text, ...). Per device signature (manufacturer,
+    model, rows x columns), sample instances: original and scrubbed images side
+    by side with the blanked regions outlined, and a metadata inspector
+    (removed, emptied, replaced, hashed, shifted, kept).
+
+    The full report holds PHI (original images and values): write it only where
+    identified data may live. --scrubbed-only leaves out every original pixel
+    and value. Reads scrub_manifest of the identified warehouse (cohort scrubs).
+    """
+    from extractor.review import ReviewError, write_review
+
+    cfg = _load(config)
+    if cfg.target != "duckdb":
+        _fail("review reads the scrub manifest of the embedded DuckDB warehouse so far; cohort scrubs run on DuckDB only")
+    try:
+        result = write_review(cfg.duckdb.identified_path, out, run_id=run, scrubbed_only=scrubbed_only, samples=samples)
+    except ReviewError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"review of scrub {result.run_id}: {result.instances} instances in {result.groups} device groups, "
+        f"{result.samples} samples -> {result.index}"
+    )
+    if not result.scrubbed_only:
+        typer.secho("this report shows original images and values (PHI): keep it where identified data may live", fg=typer.colors.YELLOW)
+
+
+@app.command()
 def check(
     layer: Annotated[Optional[list[str]], typer.Option("--layer", "-l", help="raw, marts, deid or scrub (repeatable). Default: all four.")] = None,
     config: ConfigOption = None,

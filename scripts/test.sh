@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 bash scripts/setup-emulators.sh
+bash scripts/setup-browser.sh
 exec .venv/bin/python -m pytest "$@"
