@@ -2,7 +2,8 @@
 
 harvest -> load_ehr -> build -> check -> scrub_requests: one task per stage, each running one
 `imgomop ... --config FILE` command, so the DAG holds no logic of its own; a task does exactly
-what that command does by hand. A failed task is retried, and the stages after it do not run.
+what that command does by hand. A failed task is retried (but scrub_requests,
+whose failures are settled requests), and the stages after it do not run.
 
 Configuration: the imgomop.toml named by the IMGOMOP_CONFIG environment variable (set it for the
 scheduler, the DAG processor and the workers), its [schedule] table: sources, ehr, requests,
@@ -96,6 +97,9 @@ with dag:
             env=NO_TELEMETRY,
             append_env=True,
             skip_on_exit_code=None,  # every non-zero exit fails the task
+            # a failed request is settled (moved to failed/) on the first try, so a retry would turn
+            # the run green; an interrupted one stays pending and runs on the next schedule
+            **({"retries": 0} if task_id == "scrub_requests" else {}),
         )
         if previous is not None:
             previous >> task
