@@ -349,7 +349,11 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the demo archive.")] = 0,
     config: ConfigOption = None,
 ) -> None:
-    """Run the main job end to end on the embedded default: demo archive -> harvest -> load EHR -> build -> scrub a cohort."""
+    """Run the main job end to end on the embedded default.
+
+    demo archive -> harvest -> load EHR -> build -> scrub a cohort -> review report -> checks.
+    The review report (OUT/review/index.html) shows originals: it stays beside the demo archive.
+    """
     from extractor.demo_data import make_demo_archive
 
     import os
@@ -376,6 +380,8 @@ def demo(
         workers=None,
         config=config,
     )
+    review(out=out_dir / "review", run=None, scrubbed_only=False, samples=3, config=config)
+    check(layer=None, config=config)  # last: its summary ends the demo, and a critical failure fails it
 
 
 if __name__ == "__main__":
