@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from conftest import TEST_DEID_KEY, invoke_cli, write_duckdb_config
 from typer.testing import CliRunner
@@ -159,3 +160,36 @@ def test_pending_requests_are_scrubbed_once_and_settled(project, monkeypatch):
     paths = {r[0] for r in con.execute(f"SELECT local_path FROM image_occurrence WHERE image_occurrence_id IN ({COHORT})").fetchall()}
     con.close()
     assert second and paths == {str(p.parent) for p in second}
+
+
+def test_manifest_columns_keep_their_types_when_a_run_has_no_errors(tmp_path):
+    """A first run without errors must not type error columns as NULL (a later error would not fit)."""
+    from datetime import datetime
+
+    from extractor.config import Config, DuckDBTarget
+    from extractor.scrub.cohort import record_manifest
+
+    config = Config("duckdb", DuckDBTarget(tmp_path / "id.duckdb", tmp_path / "deid.duckdb"))
+    row = {"location": "/a/1.dcm", "outcome": "deidentified", "rule": None, "regions": "[]", "output": "/x/s/1.dcm",
+           "transfer_syntax_in": "1.2.840.10008.1.2.1", "transfer_syntax_out": "1.2.840.10008.1.2.1",
+           "bytes_in": 10, "bytes_out": 9, "seconds": 0.1, "error_class": None, "error": None,
+           "series_instance_uid": "1.2.3", "scrubbed_series_uid": "2.25.1", "source_key": "k1", "run_id": "r1",
+           "scrubbed_at": datetime(2026, 1, 1)}
+    record_manifest(config, [row])
+    failed = dict(row, location="/a/2.dcm", outcome="quarantined", output=None, error_class="PixelError",
+                  error="cannot decode", source_key="k2", run_id="r2", scrubbed_at=datetime(2026, 1, 2))
+    record_manifest(config, [failed])
+    # and a warehouse whose manifest was recorded before the schema was explicit is repaired
+    legacy = Config("duckdb", DuckDBTarget(tmp_path / "old.duckdb", tmp_path / "old-deid.duckdb"))
+    con = duckdb.connect(str(legacy.duckdb.identified_path))
+    con.register("_old", pa.Table.from_pylist([row]))
+    con.execute("CREATE TABLE scrub_manifest AS SELECT * FROM _old")
+    con.close()
+    record_manifest(legacy, [failed])
+    for cfg in (config, legacy):
+        con = duckdb.connect(str(cfg.duckdb.identified_path), read_only=True)
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'scrub_manifest'").fetchall())
+        errors = con.execute("SELECT error_class, error FROM scrub_manifest WHERE outcome = 'quarantined'").fetchall()
+        con.close()
+        assert types["error_class"] == types["error"] == "VARCHAR"
+        assert errors == [("PixelError", "cannot decode")]

@@ -16,6 +16,7 @@ import duckdb
 from extractor.config import Config
 from extractor.deid.pseudonymize import offset
 from extractor.scrub.instance import ScrubJob
+from extractor.scrub.run import MANIFEST_SCHEMA
 
 
 class CohortError(ValueError):
@@ -83,11 +84,12 @@ def record_manifest(config: Config, rows: list[dict]) -> None:
         return
     import pyarrow as pa
 
-    table = pa.Table.from_pylist(rows)
+    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
     con = duckdb.connect(str(config.duckdb.identified_path))
     try:
         con.register("_manifest", table)
         con.execute("CREATE TABLE IF NOT EXISTS scrub_manifest AS SELECT * FROM _manifest LIMIT 0")
+        _repair_null_typed_columns(con)
         con.execute("DELETE FROM scrub_manifest WHERE location IN (SELECT location FROM _manifest)")
         con.execute("INSERT INTO scrub_manifest BY NAME SELECT * FROM _manifest")
         con.execute(
@@ -112,6 +114,15 @@ def record_manifest(config: Config, rows: list[dict]) -> None:
         )
     finally:
         con.close()
+
+
+def _repair_null_typed_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """Manifests recorded before the schema was explicit typed all-null columns as NULL."""
+    for (column,) in con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'scrub_manifest' AND data_type = '\"NULL\"'"
+    ).fetchall():
+        con.execute(f'ALTER TABLE scrub_manifest ALTER "{column}" TYPE VARCHAR')
 
 
 def _quote(path: Path) -> str:

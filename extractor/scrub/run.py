@@ -39,6 +39,16 @@ from extractor.scrub.sinks import Sink, open_sink
 
 CHUNK_JOBS = 32
 MANIFEST_FOLDER = "manifest"
+# The warehouse copy's columns and types (explicit: a run with no errors must not type the
+# error columns as null); the copy beside the extract keeps EXTRACT_COLUMNS of them.
+MANIFEST_SCHEMA = pa.schema([
+    ("location", pa.string()), ("outcome", pa.string()), ("rule", pa.string()), ("regions", pa.string()),
+    ("output", pa.string()), ("transfer_syntax_in", pa.string()), ("transfer_syntax_out", pa.string()),
+    ("bytes_in", pa.int64()), ("bytes_out", pa.int64()), ("seconds", pa.float64()),
+    ("error_class", pa.string()), ("error", pa.string()), ("series_instance_uid", pa.string()),
+    ("scrubbed_series_uid", pa.string()), ("source_key", pa.string()), ("run_id", pa.string()),
+    ("scrubbed_at", pa.timestamp("us")),
+])  # fmt: skip
 EXTRACT_COLUMNS = (
     "source_key", "outcome", "rule", "regions", "output", "transfer_syntax_in", "transfer_syntax_out",
     "bytes_in", "bytes_out", "seconds", "error_class",
@@ -105,7 +115,8 @@ def _manifest_row(outcome: Outcome, key: str, run_id: str) -> dict:
 
 def _write_manifest_part(sink, run_id: str, part: int, rows: list[dict]) -> None:
     """Each chunk's rows land at once, so a crash loses at most the chunk in flight."""
-    table = pa.Table.from_pylist([{c: row[c] for c in EXTRACT_COLUMNS} for row in rows])
+    schema = pa.schema([MANIFEST_SCHEMA.field(c) for c in EXTRACT_COLUMNS])
+    table = pa.Table.from_pylist([{c: row[c] for c in EXTRACT_COLUMNS} for row in rows], schema=schema)
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer)
     sink.write(f"{MANIFEST_FOLDER}/part-{run_id}-{part:06d}.parquet", buffer.getvalue().to_pybytes())
