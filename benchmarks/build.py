@@ -48,8 +48,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from extractor.build.ehr_tables import EHR_TABLES  # noqa: E402
-from extractor.warehouse.duckdb_writer import DuckDBRawWarehouse  # noqa: E402
-from extractor.warehouse.schema import RAW_TABLES  # noqa: E402
+from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse  # noqa: E402
+from extractor.warehouses.schema import RAW_TABLES  # noqa: E402
 
 TARGET_SECONDS = 120.0
 DEFAULT_SIZES = (100_000, 1_000_000)

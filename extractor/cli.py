@@ -59,7 +59,7 @@ def harvest(
     """
     from extractor.harvest.discover import SourceError
     from extractor.harvest.pipeline import harvest as run_harvest
-    from extractor.warehouse import open_raw_warehouse
+    from extractor.warehouses import open_raw_warehouse
 
     cfg = _load(config)
     warehouse = open_raw_warehouse(cfg)

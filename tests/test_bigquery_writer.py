@@ -22,15 +22,15 @@ import pytest
 from extractor.config import BigQueryTarget
 from extractor.harvest import pipeline
 from extractor.harvest.pipeline import harvest
-from extractor.warehouse.bigquery_writer import (
+from extractor.warehouses.bigquery_writer import (
     BigQueryRawWarehouse,
     _LoadFile,
     arrow_rows,
     csv_field,
     csv_rows,
 )
-from extractor.warehouse.duckdb_writer import DuckDBRawWarehouse
-from extractor.warehouse.schema import RAW_TABLES
+from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
+from extractor.warehouses.schema import RAW_TABLES
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 # Real files of several encodings and modalities. MR_small* are one SOP instance in several
@@ -213,7 +213,7 @@ def test_load_format_follows_the_target() -> None:
     emulator = BigQueryTarget(
         project="p", identified_dataset="a", deidentified_dataset="b", api_endpoint="http://127.0.0.1:1"
     )
-    from extractor.warehouse import bigquery_writer
+    from extractor.warehouses import bigquery_writer
 
     assert BigQueryRawWarehouse(emulator).load_format == "CSV"
     assert BigQueryRawWarehouse(emulator, load_format="parquet").load_format == "PARQUET"

@@ -32,7 +32,7 @@ from extractor.build.dbt_build import KEY_ENV_VAR, MART_TABLES
 from extractor.build.ehr_tables import EHR_TABLES
 from extractor.build.load_ehr import EhrLoadError, load_ehr_bigquery
 from extractor.config import BigQueryTarget, load_config
-from extractor.warehouse.bigquery_writer import make_client
+from extractor.warehouses.bigquery_writer import make_client
 
 TEST_KEY = TEST_DEID_KEY  # published, never a real one
 PROJECT = "imgomop-test"

@@ -28,8 +28,8 @@ from bad_dicom import (
     build_mislabelled,
 )
 from extractor.harvest.pipeline import harvest
-from extractor.warehouse.base import HarvestRun
-from extractor.warehouse.duckdb_writer import DuckDBRawWarehouse
+from extractor.warehouses.base import HarvestRun
+from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
 
 
 class Harvested:

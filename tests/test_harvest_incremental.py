@@ -20,8 +20,8 @@ import pytest
 
 from bad_dicom import TEST_FILES, truncation_reason
 from extractor.harvest.pipeline import harvest
-from extractor.warehouse.base import HarvestRun
-from extractor.warehouse.duckdb_writer import DuckDBRawWarehouse
+from extractor.warehouses.base import HarvestRun
+from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SOURCES = ("dicomdirtests/98892001", "dicomdirtests/77654033", "dicomdirtests/98892003/MR700")

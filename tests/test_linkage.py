@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from conftest import invoke_cli, write_duckdb_config
 
-from extractor.warehouse.duckdb_writer import DuckDBRawWarehouse
+from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
 
 # (series uid, PatientID, birth date, accession, modality, study date, conflicting attributes)
 SERIES = [

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from google.cloud import bigquery
 
 from extractor.config import BigQueryTarget
-from extractor.warehouse.bigquery_writer import _LoadFile, bigquery_schema, make_client
+from extractor.warehouses.bigquery_writer import _LoadFile, bigquery_schema, make_client
 
 KEY_ENV_VAR = "IMGOMOP_DEID_KEY"
 KEY_TABLE = "_imgomop_deid_key"

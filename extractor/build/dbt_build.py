@@ -151,7 +151,7 @@ UNORDERED_STATUSES = ("no_order", "no_accession")
 
 def add_warehouse_figures(config: Config, summary: BuildSummary) -> None:
     """Row counts of the marts and the linkage rate, read back from the warehouse."""
-    from extractor.warehouse.query import run_query, table_name
+    from extractor.warehouses.query import run_query, table_name
 
     for table in MART_TABLES:
         summary.row_counts[table] = run_query(config, f"SELECT COUNT(*) FROM {table_name(config, table)}")[0][0]

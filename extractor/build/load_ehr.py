@@ -6,7 +6,7 @@ of the wrong type, stops the load with a message naming the file, the column and
 
 Two targets, one validation: `load_ehr` (DuckDB) and `load_ehr_bigquery` both read and type every
 file with DuckDB (`_stage_table`). The BigQuery path then loads each typed table through the raw
-writer's load path (extractor/warehouse/bigquery_writer.py: CSV against the emulator, Parquet
+writer's load path (extractor/warehouses/bigquery_writer.py: CSV against the emulator, Parquet
 otherwise) into a staging table of the identified dataset, and only when every load has succeeded
 replaces the EHR tables, one CREATE OR REPLACE TABLE ... AS SELECT each (BigQuery has no
 multi-table transaction; a failure there leaves each table either old or new, never half-written).
@@ -119,7 +119,7 @@ def load_ehr_bigquery(
     from google.cloud import bigquery
 
     from extractor.build.bigquery_setup import load_format
-    from extractor.warehouse.bigquery_writer import make_client
+    from extractor.warehouses.bigquery_writer import make_client
 
     con = duckdb.connect()  # in memory: only the typed temp tables
     own_client = client is None
@@ -172,7 +172,7 @@ def _load_typed_table(
 ) -> int:
     """Load the typed temp table `_ehr_stage_<name>` into `table_id` with the raw writer's load file
     (its encoders, job config and explicit schema); return the row count (0: nothing loaded)."""
-    from extractor.warehouse.bigquery_writer import _LoadFile
+    from extractor.warehouses.bigquery_writer import _LoadFile
 
     names = list(table.columns)
     load_columns = [(name, LOAD_AS.get(kind, kind)) for name, kind in bigquery_columns(table)]

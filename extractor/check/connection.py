@@ -2,9 +2,9 @@
 identified and the de-identified data, so a check can compare the two in one query.
 
 - DuckDB (duckdb-engine): an in-memory database with both files attached READ_ONLY under the
-  names extractor.warehouse.query.table_name uses (`identified`, `deid`).
+  names extractor.warehouses.query.table_name uses (`identified`, `deid`).
 - BigQuery (sqlalchemy-bigquery): `bigquery://<project>`, every table fully qualified with its
-  dataset; the client is the project's own (extractor.warehouse.bigquery_writer.make_client).
+  dataset; the client is the project's own (extractor.warehouses.bigquery_writer.make_client).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from duckdb_engine import Dialect as DuckDBDialect
 from sqlalchemy.dialects import registry
 
 from extractor.config import Config
-from extractor.warehouse.query import _quote, table_name
+from extractor.warehouses.query import _quote, table_name
 
 DUCKDB_DRIVER = "imgomop_readonly"
 
@@ -74,7 +74,7 @@ def warehouse_connection(config: Config, deidentified: bool = True) -> Connectio
 def bigquery_connection(config: Config) -> Connection:
     """`bigquery://<project>` with the client imgomop uses elsewhere (default credentials, or
     anonymous against an emulator's api_endpoint); tables are named with their dataset."""
-    from extractor.warehouse.bigquery_writer import make_client
+    from extractor.warehouses.bigquery_writer import make_client
 
     assert config.bigquery is not None
     client = make_client(config.bigquery)

@@ -16,7 +16,7 @@ from extractor.check.sql import columns_query
 from extractor.check.suites import Columns, Planner, Suite, missing_tables, plan
 from extractor.config import Config
 from extractor.deid.pseudonymize import DeidKeyError, key_from_environment
-from extractor.warehouse.query import run_query
+from extractor.warehouses.query import run_query
 
 SITE = "imgomop"
 CHECKPOINT = "imgomop-check"

@@ -6,7 +6,7 @@ Two kinds of query:
   doubled here); each starts with `WITH b AS (SELECT * FROM {batch})`;
 - *asset queries* (plain SELECTs) that GX validates like a table, e.g. one row of shares.
 
-Table names come in already qualified (extractor.warehouse.query.table_name), so the same
+Table names come in already qualified (extractor.warehouses.query.table_name), so the same
 text reads the identified and the de-identified warehouse in one query: on DuckDB both files
 are attached to one connection, on BigQuery both datasets are in one project.
 """
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from extractor.config import Config
-from extractor.warehouse.query import table_name
+from extractor.warehouses.query import table_name
 
 BATCH = "WITH b AS (SELECT * FROM {batch})"
 

@@ -30,7 +30,7 @@ from extractor.check.settings import CheckSettings
 from extractor.config import Config
 from extractor.deid.pseudonymize import REDACTION_MASKS, UID_ROOT, offset
 from extractor.scrub.instance import DEIDENTIFIED, FILTERED, QUARANTINED
-from extractor.warehouse.query import table_name
+from extractor.warehouses.query import table_name
 
 RAW_UID_COLUMNS = ("sop_class_uid", "sop_instance_uid", "study_instance_uid", "series_instance_uid")
 UID_SYNTAX = "^(0|[1-9][0-9]*)([.](0|[1-9][0-9]*))*$"  # PS3.5 9.1: digits and dots, no leading zeros

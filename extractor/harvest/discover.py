@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from extractor.warehouse.base import FileRef
+from extractor.warehouses.base import FileRef
 
 
 class SourceError(ValueError):

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from extractor.parallel import run_chunks, worker_pool
 from extractor.harvest.discover import check_sources, discover_files
 from extractor.harvest.reader import HarvestError, header_json, read_instance
-from extractor.warehouse.base import FileRef, HarvestRun, RawWarehouse
-from extractor.warehouse.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
+from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
+from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 128  # files per task sent to a worker
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON

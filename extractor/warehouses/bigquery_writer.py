@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 from google.cloud import bigquery
 
 from extractor.config import BigQueryTarget
-from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
-from extractor.warehouse.schema import RAW_TABLES, Column
-from extractor.warehouse.series_sql import (
+from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
+from extractor.warehouses.schema import RAW_TABLES, Column
+from extractor.warehouses.series_sql import (
     duplicate_sop_rows_sql,
     new_series_rows_sql,
     touched_series_sql,

@@ -9,9 +9,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from extractor.warehouse.base import BatchResult, FileRef, HarvestRun
-from extractor.warehouse.schema import PRIMARY_KEYS, RAW_TABLES, to_arrow
-from extractor.warehouse.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, touched_series_sql
+from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
+from extractor.warehouses.schema import PRIMARY_KEYS, RAW_TABLES, to_arrow
+from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, touched_series_sql
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 STAGE_ROWS = 50_000

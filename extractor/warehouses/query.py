@@ -19,7 +19,7 @@ def table_name(config: Config, table: str, deidentified: bool = False) -> str:
 def run_query(config: Config, sql: str) -> list[tuple[Any, ...]]:
     """Run one query; DuckDB attaches both files read-only as `identified` and `deid`."""
     if config.target == "bigquery":
-        from extractor.warehouse.bigquery_writer import make_client
+        from extractor.warehouses.bigquery_writer import make_client
 
         assert config.bigquery is not None
         return [tuple(row.values()) for row in make_client(config.bigquery).query(sql).result()]

@@ -7,7 +7,7 @@ Only functions both engines share are used (CONCAT, RTRIM, NULLIF, SUBSTR, COUNT
 from __future__ import annotations
 
 from extractor.harvest.attributes import PATIENT_CONSISTENCY_COLUMNS
-from extractor.warehouse.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUMNS
+from extractor.warehouses.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUMNS
 
 
 def new_series_rows_sql(instance: str, series: str, touched: str, run_id_param: str) -> str:

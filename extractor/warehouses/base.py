@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from extractor.warehouse.schema import RAW_TABLES, Column
+from extractor.warehouses.schema import RAW_TABLES, Column
 
 
 @dataclass(frozen=True)
