@@ -46,10 +46,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
 from extractor.build.ehr_tables import EHR_TABLES  # noqa: E402
 from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse  # noqa: E402
 from extractor.warehouses.schema import RAW_TABLES  # noqa: E402
+from harvest import LAUNCHER_CODE  # noqa: E402  the build runs under the same rusage launcher
 
 TARGET_SECONDS = 120.0
 DEFAULT_SIZES = (100_000, 1_000_000)
@@ -657,24 +659,6 @@ class BuildRun:
         return statistics.median(a[figure] for a in self.attempts) if self.attempts else getattr(self, figure)
 
 
-# Runs the build as its grandchild and reports its rusage. A child's ru_maxrss starts from the RSS of
-# the process it was forked (or vforked) from; forked from this small launcher, that floor is a few MB
-# instead of this script's own peak (which includes DuckDB when it has just generated a warehouse).
-LAUNCHER = r"""
-import json, os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, ru = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as fh:
-    json.dump({"maxrss": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime}, fh)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def child_env(mode: str, out_dir: Path) -> tuple[dict[str, str], str]:
     """The environment of the build: bytecode cached as an installed package has it (unless mode 'env')."""
     env = dict(os.environ)
@@ -719,7 +703,7 @@ def run_build(imgomop: str, raw: Path, workdir: Path, series: int, project_dir: 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         returncode = subprocess.run(
-            [sys.executable, "-S", "-c", LAUNCHER, str(usage_file), imgomop, "build", "--config", str(config)],
+            [sys.executable, "-S", "-c", LAUNCHER_CODE, str(usage_file), imgomop, "build", "--config", str(config)],
             cwd=workdir, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
         ).returncode
         wall = time.perf_counter() - started
