@@ -17,6 +17,7 @@ Anything else the fast path raises, other than HarvestError, is a failure.
 from __future__ import annotations
 
 import io
+import random
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,6 +33,7 @@ from bad_dicom import (
     pydicom_pixel_data_offset,
     truncation_reason,
 )
+from extractor.harvest import reader
 from extractor.harvest.reader import HarvestError, _check_row, _read_general, read_instance
 
 TRUNCATION_CLASSES = {"TruncatedHeader", "TruncatedPixelData"}
@@ -101,14 +103,55 @@ def compare(data: bytes, name: str) -> None:
     assert reason, f"{name}: fast path says {fast_outcome} ({fast_value}) but pydicom finds the file complete"
 
 
+@pytest.fixture(params=["c-accelerator", "pure-python"])
+def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C accelerator of the walker, and again without it."""
+    if request.param == "pure-python":
+        monkeypatch.setattr(reader, "_fast_forward", None)
+    return request.param
+
+
 @pytest.mark.parametrize("path", BUNDLED, ids=[str(p.relative_to(TEST_FILES)) for p in BUNDLED])
-def test_bundled_test_file(path: Path) -> None:
+def test_bundled_test_file(path: Path, walker: str) -> None:
     compare(path.read_bytes(), str(path.relative_to(TEST_FILES)))
 
 
 @pytest.mark.parametrize("bad", CORPUS, ids=[b.case for b in CORPUS])
-def test_bad_corpus_file(bad) -> None:  # noqa: ANN001 - BadFile
+def test_bad_corpus_file(bad, walker: str) -> None:  # noqa: ANN001 - BadFile
     compare(bad.path.read_bytes(), bad.case)
+
+
+def test_the_c_accelerator_is_built() -> None:
+    """`pip install .` compiles extractor/harvest/_walk.c (setup.py); without it harvest is slower."""
+    assert reader._fast_forward is not None, "extractor.harvest._walk is missing: install with a C compiler (gcc)"
+
+
+def _outcome_with_and_without_accelerator(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    with_c = fast(data)
+    with monkeypatch.context() as patch:
+        patch.setattr(reader, "_fast_forward", None)
+        without_c = fast(data)
+    return with_c, without_c
+
+
+def test_the_accelerator_changes_nothing_on_damaged_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random byte flips and cuts of real files: the same row, or the same error and message, either way."""
+    rng = random.Random(20261123)
+    bases = [p for p in BUNDLED if p.suffix == ".dcm" and p.stat().st_size < 600_000]
+    compared = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(1500):
+            data = bytearray(rng.choice(bases).read_bytes())
+            for _flip in range(rng.randint(1, 4)):
+                at = rng.randrange(128, min(len(data), 4096))
+                data[at] = rng.randrange(256)
+            if rng.random() < 0.3:
+                del data[rng.randrange(132, len(data)) :]
+            with_c, without_c = _outcome_with_and_without_accelerator(bytes(data), monkeypatch)
+            assert with_c == without_c
+            compared += 1
+    assert compared == 1500
 
 
 def test_the_differential_covers_the_whole_bundled_folder() -> None:

@@ -20,12 +20,14 @@ from tqdm import tqdm
 
 from extractor.parallel import run_chunks, worker_pool
 from extractor.harvest.discover import check_sources, discover_files
-from extractor.harvest.reader import HarvestError, header_json, read_instance
+from extractor.harvest.header_json import header_json
+from extractor.harvest.reader import HarvestError, read_instance
 from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
 from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 128  # files per task sent to a worker
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
+HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 
 
 @dataclass
@@ -154,8 +156,13 @@ def _fill_series_headers(warehouse: RawWarehouse, workers: int, pool) -> None:
     """One header JSON per new series (or series whose representative changed), read in parallel."""
     missing = warehouse.series_without_header()
     chunks = (missing[i : i + HEADER_CHUNK] for i in range(0, len(missing), HEADER_CHUNK))
+    pending: dict[str, str | None] = {}
     for headers in run_chunks(series_headers_chunk, chunks, workers, pool=pool):
-        warehouse.set_series_headers(headers)
+        pending.update(headers)
+        if len(pending) >= HEADER_WRITE_BATCH:
+            warehouse.set_series_headers(pending)
+            pending = {}
+    warehouse.set_series_headers(pending)
 
 
 def _utcnow() -> datetime:

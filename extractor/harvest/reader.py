@@ -14,8 +14,6 @@ Two readers give the same row:
 from __future__ import annotations
 
 import io
-import json
-import warnings
 import zlib
 from datetime import datetime
 from struct import Struct, unpack_from
@@ -35,6 +33,11 @@ from extractor.harvest.attributes import (
     LAST_HARVESTED_TAG,
     REQUIRED_UID_COLUMNS,
 )
+
+try:  # the C accelerator built by setup.py; without a compiler the pure-Python loop does it all
+    from extractor.harvest._walk import walk as _fast_forward
+except ImportError:  # pragma: no cover - depends on the install
+    _fast_forward = None
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
@@ -59,7 +62,8 @@ _U32 = Struct("<I")
 _PIXEL_TAG_BYTES = b"\xe0\x7f\x10\x00"
 MAX_NESTING = 64
 TEXT_VRS_WITH_CHARSET = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
-BULK_DATA_THRESHOLD = 1024  # bytes; larger binary values are left out of the header JSON
+WANTED_TAGS = frozenset(ATTRIBUTES_BY_TAG)
+META_TAGS = frozenset({TRANSFER_SYNTAX_UID, MEDIA_SOP_CLASS_UID})
 
 
 class HarvestError(Exception):
@@ -159,6 +163,10 @@ def _read_fast(fp: BinaryIO, size: int) -> dict[str, Any]:
 def _read_meta(win: _Window, pos: int) -> tuple[dict[int, str], int]:
     """Read the file meta group (always explicit VR little endian); return its UIDs and the dataset start."""
     meta: dict[int, str] = {}
+    if _fast_forward is not None:
+        raw: dict[int, tuple[str, bytes]] = {}
+        pos, _ = _fast_forward(win.data, win.base, pos, win.size, True, META_TAGS, 0x00020000, 0x0002FFFF, raw)
+        meta = {tag: value.decode("ascii", "replace").strip(" \x00") for tag, (_vr, value) in raw.items()}
     while pos + 8 <= win.size:
         off = win.at(pos, 8)
         group, elem = unpack_from("<HH", win.data, off)
@@ -189,13 +197,21 @@ def _walk_dataset(win: _Window, pos: int, explicit: bool, out: dict[int, tuple[s
     """Walk the top-level dataset collecting harvested values; return the pixel data offset.
 
     The loop is written flat, with the window in local variables, because it runs once per
-    element of every file harvested.
+    element of every file harvested. The C accelerator, when built, steps over the regular
+    elements and hands back each element it leaves to this loop.
     """
     size = win.size
     wanted = ATTRIBUTES_BY_TAG
+    fast_forward = _fast_forward
     data, base = win.data, win.base
     data_end = base + len(data)
     while pos < size:
+        if fast_forward is not None:
+            pos, past_last = fast_forward(data, base, pos, size, explicit, WANTED_TAGS, 0, LAST_HARVESTED_TAG, out)
+            if past_last:
+                return _locate_pixel_data(win, pos, explicit)
+            if pos >= size:
+                break
         if pos + 12 > data_end:
             if pos + 8 > size:
                 raise HarvestError("TruncatedHeader", f"{size - pos} stray bytes at the end of the header (byte {pos})")
@@ -553,20 +569,6 @@ def parse_dicom_datetime(text: str | None) -> datetime | None:
         return datetime(*parts, microsecond=micro) if len(parts) >= 3 else None
     except ValueError:
         return None
-
-
-def header_json(fp: BinaryIO) -> str | None:
-    """The header as DICOM JSON (PS3.18 F), with bulk data (large binary values) left out."""
-    bulk_uri = "bulk-data-omitted"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = read_header_dataset(fp)
-            as_dict = ds.to_json_dict(BULK_DATA_THRESHOLD, lambda _element: bulk_uri, suppress_invalid_tags=True)
-    except Exception:  # noqa: BLE001 - a header that will not serialise keeps its row, without JSON
-        return None
-    kept = {tag: v for tag, v in as_dict.items() if v.get("BulkDataURI") != bulk_uri}
-    return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
 
 
 def read_instance_bytes(data: bytes) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_r
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 STAGE_ROWS = 50_000
+PAGE_ROWS = 10_000  # pending files fetched per query
 
 
 class DuckDBRawWarehouse:
@@ -22,6 +23,7 @@ class DuckDBRawWarehouse:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.con = duckdb.connect(str(path))
+        self._replaces_rows = True  # until select_changed knows better
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -56,6 +58,11 @@ class DuckDBRawWarehouse:
                 WHERE k.location = c.location AND k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns)
             """
         )
+        # Whether any pending file replaces a row: if none does, batches skip the replacement queries.
+        self._replaces_rows = self.con.execute(
+            "SELECT EXISTS (SELECT 1 FROM _pending p WHERE p.location IN "
+            "(SELECT location FROM raw_dicom_instance UNION ALL SELECT location FROM raw_harvest_error))"
+        ).fetchone()[0]
         total = self.con.execute("SELECT COUNT(DISTINCT location) FROM _candidates").fetchone()[0]
         changed = self.con.execute("SELECT COUNT(*) FROM _pending").fetchone()[0]
         return changed, total - changed
@@ -75,16 +82,18 @@ class DuckDBRawWarehouse:
         self.con.unregister("_stage_batch")
 
     def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
+        """The pending files in chunks, read a page of PAGE_ROWS at a time (memory stays bounded)."""
         start = 0
         while True:
             rows = self.con.execute(
                 "SELECT location, file_size, file_mtime_ns FROM _pending WHERE rn > ? AND rn <= ? ORDER BY rn",
-                [start, start + chunk_size],
+                [start, start + PAGE_ROWS],
             ).fetchall()
             if not rows:
                 return
-            yield [FileRef(*row) for row in rows]
-            start += chunk_size
+            for i in range(0, len(rows), chunk_size):
+                yield [FileRef(*row) for row in rows[i : i + chunk_size]]
+            start += PAGE_ROWS
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -95,20 +104,8 @@ class DuckDBRawWarehouse:
         try:
             con.register("_instances", instances)
             con.register("_errors", errors)
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _locations AS "
-                "SELECT location FROM _instances UNION SELECT location FROM _errors"
-            )
-            stale = con.execute(
-                "SELECT DISTINCT series_instance_uid FROM raw_dicom_instance "
-                "WHERE location IN (SELECT location FROM _locations)"
-            ).fetchall()
-            result.stale_series = {row[0] for row in stale}
-            result.instances_updated = con.execute(
-                "SELECT COUNT(*) FROM raw_dicom_instance WHERE location IN (SELECT location FROM _instances)"
-            ).fetchone()[0]
-            con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _locations)")
-            con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _locations)")
+            if self._replaces_rows:
+                self._remove_replaced_rows(result)
             duplicates = self._duplicate_sop_instances(run_id)
             con.execute(
                 "INSERT INTO raw_harvest_error BY NAME "
@@ -128,6 +125,24 @@ class DuckDBRawWarehouse:
         result.errors = errors.num_rows + duplicates
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return result
+
+    def _remove_replaced_rows(self, result: BatchResult) -> None:
+        """Delete the rows of files this batch harvests again, noting their series as stale."""
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _locations AS "
+            "SELECT location FROM _instances UNION SELECT location FROM _errors"
+        )
+        stale = con.execute(
+            "SELECT DISTINCT series_instance_uid FROM raw_dicom_instance "
+            "WHERE location IN (SELECT location FROM _locations)"
+        ).fetchall()
+        result.stale_series = {row[0] for row in stale}
+        result.instances_updated = con.execute(
+            "SELECT COUNT(*) FROM raw_dicom_instance WHERE location IN (SELECT location FROM _instances)"
+        ).fetchone()[0]
+        con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _locations)")
+        con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _locations)")
 
     def _duplicate_sop_instances(self, run_id: str) -> int:
         """A SOP Instance UID already harvested from another file (or twice in this batch) is an error row."""
@@ -175,10 +190,17 @@ class DuckDBRawWarehouse:
         ).fetchall()
 
     def set_series_headers(self, headers: dict[str, str | None]) -> None:
-        self.con.executemany(
-            "UPDATE raw_dicom_series SET representative_header_json = ? WHERE series_instance_uid = ?",
-            [(text, uid) for uid, text in headers.items()],
-        )
+        if not headers:
+            return
+        table = pa.table({"series_instance_uid": list(headers), "header_json": pa.array(list(headers.values()), pa.string())})
+        self.con.register("_headers", table)
+        try:
+            self.con.execute(
+                "UPDATE raw_dicom_series AS s SET representative_header_json = h.header_json "
+                "FROM _headers AS h WHERE s.series_instance_uid = h.series_instance_uid"
+            )
+        finally:
+            self.con.unregister("_headers")
 
     def record_run(self, run: HarvestRun) -> None:
         self.con.register("_run", to_arrow([run.as_row()], RAW_TABLES["raw_harvest_run"]))

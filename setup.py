@@ -1,0 +1,9 @@
+"""Only the optional C accelerator lives here; everything else is in pyproject.toml.
+
+`optional=True`: without a C compiler the install still succeeds and the harvest uses its
+pure-Python walker (same rows, slower).
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("extractor.harvest._walk", ["extractor/harvest/_walk.c"], optional=True)])
