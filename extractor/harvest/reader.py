@@ -62,8 +62,10 @@ _U32 = Struct("<I")
 _PIXEL_TAG_BYTES = b"\xe0\x7f\x10\x00"
 MAX_NESTING = 64
 TEXT_VRS_WITH_CHARSET = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
-WANTED_TAGS = frozenset(ATTRIBUTES_BY_TAG)
-META_TAGS = frozenset({TRANSFER_SYNTAX_UID, MEDIA_SOP_CLASS_UID})
+COLUMNS_BY_TAG = {tag: attr.column for tag, attr in ATTRIBUTES_BY_TAG.items()}
+US_TAGS = frozenset(tag for tag, attr in ATTRIBUTES_BY_TAG.items() if attr.vr == "US")
+META_COLUMNS = {TRANSFER_SYNTAX_UID: "transfer_syntax_uid", MEDIA_SOP_CLASS_UID: "media_storage_sop_class_uid"}
+SPECIFIC_CHARACTER_SET = 0x00080005
 
 
 class HarvestError(Exception):
@@ -152,8 +154,9 @@ def _read_fast(fp: BinaryIO, size: int) -> dict[str, Any]:
         raise _NeedsGeneralReader
     explicit = transfer_syntax != IMPLICIT_VR_LE
     raw_values: dict[int, tuple[str, bytes]] = {}
-    pixel_offset = _walk_dataset(win, pos, explicit, raw_values)
-    row = _convert_raw_values(raw_values, explicit)
+    row: dict[str, Any] = {}
+    pixel_offset = _walk_dataset(win, pos, explicit, raw_values, row)
+    _convert_raw_values(raw_values, explicit, row)
     row["transfer_syntax_uid"] = transfer_syntax
     row["media_storage_sop_class_uid"] = meta.get(MEDIA_SOP_CLASS_UID)
     row["pixel_data_offset"] = pixel_offset
@@ -165,7 +168,7 @@ def _read_meta(win: _Window, pos: int) -> tuple[dict[int, str], int]:
     meta: dict[int, str] = {}
     if _fast_forward is not None:
         raw: dict[int, tuple[str, bytes]] = {}
-        pos, _ = _fast_forward(win.data, win.base, pos, win.size, True, META_TAGS, 0x00020000, 0x0002FFFF, raw)
+        pos, _ = _fast_forward(win.data, win.base, pos, win.size, True, META_COLUMNS, None, 0x00020000, 0x0002FFFF, {}, raw)
         meta = {tag: value.decode("ascii", "replace").strip(" \x00") for tag, (_vr, value) in raw.items()}
     while pos + 8 <= win.size:
         off = win.at(pos, 8)
@@ -193,12 +196,15 @@ def _read_meta(win: _Window, pos: int) -> tuple[dict[int, str], int]:
     return meta, pos
 
 
-def _walk_dataset(win: _Window, pos: int, explicit: bool, out: dict[int, tuple[str, bytes]]) -> int | None:
+def _walk_dataset(
+    win: _Window, pos: int, explicit: bool, out: dict[int, tuple[str, bytes]], row: dict[str, Any]
+) -> int | None:
     """Walk the top-level dataset collecting harvested values; return the pixel data offset.
 
-    The loop is written flat, with the window in local variables, because it runs once per
-    element of every file harvested. The C accelerator, when built, steps over the regular
-    elements and hands back each element it leaves to this loop.
+    Values go into `out` as (VR, bytes) for `_convert_raw_values`. The loop is written flat,
+    with the window in local variables, because it runs once per element of every file
+    harvested. The C accelerator, when built, steps over the regular elements (putting the
+    values it can convert straight into `row`) and hands back each element it leaves to this loop.
     """
     size = win.size
     wanted = ATTRIBUTES_BY_TAG
@@ -207,7 +213,9 @@ def _walk_dataset(win: _Window, pos: int, explicit: bool, out: dict[int, tuple[s
     data_end = base + len(data)
     while pos < size:
         if fast_forward is not None:
-            pos, past_last = fast_forward(data, base, pos, size, explicit, WANTED_TAGS, 0, LAST_HARVESTED_TAG, out)
+            pos, past_last = fast_forward(
+                data, base, pos, size, explicit, COLUMNS_BY_TAG, US_TAGS, 0, LAST_HARVESTED_TAG, row, out
+            )
             if past_last:
                 return _locate_pixel_data(win, pos, explicit)
             if pos >= size:
@@ -394,25 +402,31 @@ def _check_pixel_data(win: _Window, pos: int, length: int, explicit: bool) -> No
 
 # Most values repeat across the instances of a series (and across series): converting each
 # distinct (tag, VR, bytes, character set) once per process saves most of the conversion time.
-_converted: dict[tuple[int, str, bytes, bytes], Any] = {}
+_converted: dict[tuple[int, str, bytes, str], Any] = {}
 MAX_CONVERTED = 200_000
 
 
-def _convert_raw_values(raw_values: dict[int, tuple[str, bytes]], explicit: bool) -> dict[str, Any]:
-    charset_raw = raw_values.get(0x00080005, ("", b""))[1]
+def _convert_raw_values(raw_values: dict[int, tuple[str, bytes]], explicit: bool, row: dict[str, Any]) -> None:
+    """Convert the values the walker left as bytes into `row`; the character set first, as the others' decoding needs it."""
     if len(_converted) > MAX_CONVERTED:
         _converted.clear()
-    row: dict[str, Any] = {}
+    charset = raw_values.pop(SPECIFIC_CHARACTER_SET, None)
+    if charset is not None:
+        row["specific_character_set"] = _convert_cached(SPECIFIC_CHARACTER_SET, *charset, "", explicit)
+    charset_text = row.get("specific_character_set") or ""
     for tag, (vr, raw) in raw_values.items():
-        cache_key = (tag, vr, raw, charset_raw)
-        value = _converted.get(cache_key, _MISSING)
-        if value is _MISSING:
-            value = _converted[cache_key] = _convert_value(tag, vr, raw, charset_raw, explicit)
-        row[ATTRIBUTES_BY_TAG[tag].column] = value
-    return row
+        row[ATTRIBUTES_BY_TAG[tag].column] = _convert_cached(tag, vr, raw, charset_text, explicit)
 
 
-def _convert_value(tag: int, vr: str, raw: bytes, charset_raw: bytes, explicit: bool) -> Any:
+def _convert_cached(tag: int, vr: str, raw: bytes, charset_text: str, explicit: bool) -> Any:
+    cache_key = (tag, vr, raw, charset_text)
+    value = _converted.get(cache_key, _MISSING)
+    if value is _MISSING:
+        value = _converted[cache_key] = _convert_value(tag, vr, raw, charset_text, explicit)
+    return value
+
+
+def _convert_value(tag: int, vr: str, raw: bytes, charset_text: str, explicit: bool) -> Any:
     attr = ATTRIBUTES_BY_TAG[tag]
     vr = attr.vr if vr in ("", "UN") else vr
     if vr == "US" or attr.vr == "US":
@@ -420,7 +434,7 @@ def _convert_value(tag: int, vr: str, raw: bytes, charset_raw: bytes, explicit: 
     if raw.isascii() and b"\x1b" not in raw:
         return normalise_text(raw.decode("ascii").split("\\"))
     element = RawDataElement(tag, vr, len(raw), raw, 0, not explicit, True)
-    encodings = _encodings(charset_raw.decode("ascii", "replace"))
+    encodings = _encodings(charset_text)
     return python_value_to_text(convert_value(vr, element, encodings))
 
 
