@@ -249,3 +249,40 @@ def test_harvest_of_pydicoms_test_files_matches_an_independent_count(tmp_path: P
     assert len(expected) > 100
     assert classes.get("DICOMDIR") == len(list(TEST_FILES.rglob("DICOMDIR*")))
     assert classes.get("DuplicateSOPInstanceUID", 0) > 0  # e.g. MR_small and its re-encodings share one UID
+
+
+def _table_rows(warehouse: DuckDBRawWarehouse, table: str, order: str, skip: set[str]) -> list[dict[str, Any]]:
+    cursor = warehouse.con.execute(f"SELECT * FROM {table} ORDER BY {order}")
+    names = [d[0] for d in cursor.description]
+    return [{k: v for k, v in zip(names, row) if k not in skip} for row in cursor.fetchall()]
+
+
+def test_slices_of_three_files_build_the_same_tables_as_one_slice(tmp_path: Path) -> None:
+    """Series spread over several slices are rebuilt slice by slice and end as one pass builds them."""
+    root = tmp_path / "archive"
+    for source in SOURCES:
+        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
+    results = {}
+    for slice_files in (3, 10_000):
+        warehouse = DuckDBRawWarehouse(tmp_path / f"slices-{slice_files}.duckdb")
+        run = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=slice_files)
+        volatile = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}
+        results[slice_files] = (
+            (run.files_seen, run.instances_added, run.series_added, run.series_updated),
+            _table_rows(warehouse, "raw_dicom_instance", "location", volatile),
+            _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", volatile),
+        )
+        warehouse.close()
+    assert results[3] == results[10_000]
+    counts, _, series = results[3]
+    assert counts == (21, 21, 7, 0)
+    assert all(row["representative_header_json"] for row in series)
+
+
+def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    run = harvest([str(root), str(root / "MR700"), str(root)], warehouse, workers=1, progress=False)
+    warehouse.close()
+    assert (run.files_seen, run.files_unchanged, run.instances_added, run.errors) == (7, 0, 7, 0)

@@ -25,7 +25,16 @@ def check_sources(sources: list[str]) -> list[Path]:
         if not path.exists():
             raise SourceError(f"{source}: no such file or folder")
         paths.append(path.resolve())
-    return paths
+    return _outermost(paths)
+
+
+def _outermost(paths: list[Path]) -> list[Path]:
+    """The sources without repeats and without folders inside another source: each file is found once."""
+    kept: list[Path] = []
+    for path in sorted(set(paths)):
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
 
 
 def discover_files(roots: list[Path]) -> Iterator[FileRef]:

@@ -1,8 +1,8 @@
 """The harvest loop: discover files, skip unchanged ones, read headers in parallel, write in batches.
 
-Per-file work (`harvest_chunk`) is a pure function of file references, run in a process pool;
-the loop holds at most a bounded number of chunks and one batch of rows, so memory stays flat
-whatever the size of the archive.
+Per-file work (`harvest_chunk`) is a pure function of file references, run in a process pool.
+The loop takes the files found a slice at a time and holds at most a bounded number of chunks
+and one batch of rows, so memory stays flat whatever the size of the archive.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
 from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 128  # files per task sent to a worker
+SLICE_FILES = 5_000  # files found, selected and written before their series are rebuilt
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 
@@ -92,31 +94,34 @@ def harvest(
     workers: int | None = None,
     batch_size: int = 2000,
     progress: bool | None = None,
+    slice_files: int = SLICE_FILES,
 ) -> HarvestRun:
-    """Harvest the sources into the warehouse; return the run record (also written to raw_harvest_run)."""
+    """Harvest the sources into the warehouse; return the run record (also written to raw_harvest_run).
+
+    The files found are taken a slice at a time: select the new or changed ones, read them, write
+    them in batches, rebuild the series they touched and read those series' representative
+    headers. Memory depends on the slice, not on the size of the archive.
+    """
     roots = check_sources(sources)
     workers = max(1, workers or os.cpu_count() or 1)
     run = HarvestRun(run_id=new_run_id(), started_at=_utcnow(), sources=";".join(str(r) for r in roots))
     warehouse.ensure_tables()
     warehouse.record_run(run)
     try:
-        changed, unchanged = warehouse.select_changed(discover_files(roots))
-        run.files_seen, run.files_unchanged = changed + unchanged, unchanged
-        stale_series: set[str] = set()
-        bar = tqdm(total=changed, unit="file", disable=not (show_progress() if progress is None else progress))
+        bar = tqdm(total=0, unit="file", disable=not (show_progress() if progress is None else progress))
         with worker_pool(workers) as pool:
-            pending: list[ChunkResult] = []
-            chunks = warehouse.changed_files(CHUNK_FILES)
-            for result in run_chunks(harvest_chunk, chunks, workers, run.run_id, pool=pool):
-                pending.append(result)
-                bar.update(result.files)
-                if sum(r.files for r in pending) >= batch_size:
-                    stale_series |= _flush(warehouse, run, pending)
-                    pending = []
-            stale_series |= _flush(warehouse, run, pending)
-            bar.close()
-            run.series_added, run.series_updated = warehouse.refresh_series(run.run_id, stale_series)
-            _fill_series_headers(warehouse, workers, pool)
+            for files in _slices(discover_files(roots), slice_files):
+                changed, unchanged = warehouse.select_changed(files)
+                run.files_seen += changed + unchanged
+                run.files_unchanged += unchanged
+                bar.total += changed
+                bar.refresh()
+                touched_series = _harvest_changed(warehouse, run, workers, pool, batch_size, bar)
+                if touched_series:
+                    warehouse.refresh_series(run.run_id, touched_series)
+                    _fill_series_headers(warehouse, workers, pool)
+        bar.close()
+        run.series_added, run.series_updated = warehouse.series_counts(run.run_id)
         run.status = "completed"
     except BaseException:
         run.status = "failed"
@@ -127,7 +132,33 @@ def harvest(
     return run
 
 
+def _slices(files: Iterable[FileRef], size: int) -> Iterator[list[FileRef]]:
+    batch: list[FileRef] = []
+    for ref in files:
+        batch.append(ref)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _harvest_changed(warehouse: RawWarehouse, run: HarvestRun, workers: int, pool, batch_size: int, bar: tqdm) -> set[str]:
+    """Read the selected files and write them in batches; return the series whose rows changed."""
+    touched_series: set[str] = set()
+    pending: list[ChunkResult] = []
+    for result in run_chunks(harvest_chunk, warehouse.changed_files(CHUNK_FILES), workers, run.run_id, pool=pool):
+        pending.append(result)
+        bar.update(result.files)
+        if sum(r.files for r in pending) >= batch_size:
+            touched_series |= _flush(warehouse, run, pending)
+            pending = []
+    touched_series |= _flush(warehouse, run, pending)
+    return touched_series
+
+
 def _flush(warehouse: RawWarehouse, run: HarvestRun, pending: list[ChunkResult]) -> set[str]:
+    """Write the pending rows; return the series they touched (gained, changed or lost an instance)."""
     if not pending:
         return set()
     instances = pa.concat_tables([r.instances for r in pending])
@@ -136,7 +167,7 @@ def _flush(warehouse: RawWarehouse, run: HarvestRun, pending: list[ChunkResult])
     run.instances_added += written.instances_added
     run.instances_updated += written.instances_updated
     run.errors += written.errors
-    return written.stale_series
+    return written.touched_series
 
 
 def series_headers_chunk(series: list[tuple[str, str]]) -> dict[str, str | None]:

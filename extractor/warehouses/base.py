@@ -49,7 +49,7 @@ class BatchResult:
     instances_added: int = 0
     instances_updated: int = 0
     errors: int = 0
-    stale_series: set[str] = field(default_factory=set)  # series that lost a changed file
+    touched_series: set[str] = field(default_factory=set)  # series that gained, changed or lost an instance
 
 
 class RawWarehouse(Protocol):
@@ -67,8 +67,12 @@ class RawWarehouse(Protocol):
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error."""
 
-    def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:
-        """Rebuild raw_dicom_series for the series touched by the run; return (added, updated)."""
+    def refresh_series(self, run_id: str, touched_series: set[str]) -> None:
+        """Rebuild the raw_dicom_series rows of these series from their instances (a series left
+        without instances loses its row)."""
+
+    def series_counts(self, run_id: str) -> tuple[int, int]:
+        """(added, updated): the series rows this run created, and those it rebuilt."""
 
     def series_without_header(self) -> list[tuple[str, str]]:
         """(series UID, representative location) of series that have no header JSON yet."""

@@ -36,7 +36,7 @@ from extractor.warehouses.schema import RAW_TABLES, Column
 from extractor.warehouses.series_sql import (
     duplicate_sop_rows_sql,
     new_series_rows_sql,
-    touched_series_sql,
+    series_counts_sql,
 )
 
 LOAD_FORMATS = ("PARQUET", "CSV")
@@ -49,7 +49,7 @@ CLUSTER_BY = {
     "raw_harvest_error": ("location",),
 }
 CANDIDATE_COLUMNS: list[Column] = [("location", "STRING"), ("file_size", "INT64"), ("file_mtime_ns", "INT64")]
-STALE_COLUMNS: list[Column] = [("series_instance_uid", "STRING")]
+SERIES_UID_COLUMNS: list[Column] = [("series_instance_uid", "STRING")]
 HEADER_COLUMNS: list[Column] = [("series_instance_uid", "STRING"), ("representative_header_json", "STRING")]
 ARROW_TYPES = {
     "STRING": pa.string(),
@@ -349,10 +349,11 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             duplicates = self._table(
                 self._create_stage_as("duplicates", self._duplicates_sql(run_id, batch, locations))
             )
-            result.stale_series = {
+            result.touched_series = {
                 row[0]
                 for row in self._query(
-                    f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN ({locations})"
+                    f"SELECT series_instance_uid FROM {instance} WHERE location IN ({locations}) UNION DISTINCT "
+                    f"SELECT series_instance_uid FROM {batch} WHERE location NOT IN (SELECT location FROM {duplicates})"
                 )
             }
             counts = next(
@@ -393,27 +394,17 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
     def _duplicates_sql(self, run_id: str, batch: str, locations: str) -> str:
         return duplicate_sop_rows_sql(batch, self._table("raw_dicom_instance"), _literal(run_id), locations)
 
-    def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:
+    def refresh_series(self, run_id: str, touched_series: set[str]) -> None:
         series_columns = RAW_TABLES["raw_dicom_series"]
         instance, series = self._table("raw_dicom_instance"), self._table("raw_dicom_series")
         run = _literal(run_id)
         staged_before = set(self._staged)
         try:
-            stale, _ = self._load(
-                "stale_series", STALE_COLUMNS, [[{"series_instance_uid": uid} for uid in sorted(stale_series)]]
+            touched, _ = self._load(
+                "touched_series", SERIES_UID_COLUMNS, [[{"series_instance_uid": uid} for uid in sorted(touched_series)]]
             )
-            touched = self._table(self._create_stage_as("touched", touched_series_sql(instance, run, stale)))
             new_series = self._table(
                 self._create_stage_as("new_series", new_series_rows_sql(instance, series, touched, run))
-            )
-            counts = next(
-                iter(
-                    self._query(
-                        f"SELECT (SELECT COUNT(*) FROM {series} WHERE series_instance_uid IN "
-                        f"(SELECT series_instance_uid FROM {new_series})) AS updated, "
-                        f"(SELECT COUNT(*) FROM {new_series}) AS total"
-                    )
-                )
             )
             self._query(
                 self._merge_replace_sql(
@@ -426,7 +417,10 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             )
         finally:
             self._drop_stages(self._staged - staged_before)
-        return counts["total"] - counts["updated"], counts["updated"]
+
+    def series_counts(self, run_id: str) -> tuple[int, int]:
+        row = next(iter(self._query(series_counts_sql(self._table("raw_dicom_series"), _literal(run_id)))))
+        return row["added"], row["updated"]
 
     def series_without_header(self) -> list[tuple[str, str]]:
         rows = self._query(

@@ -11,18 +11,21 @@ import pyarrow as pa
 
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
 from extractor.warehouses.schema import PRIMARY_KEYS, RAW_TABLES, to_arrow
-from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, touched_series_sql
+from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, series_counts_sql
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 STAGE_ROWS = 50_000
 PAGE_ROWS = 10_000  # pending files fetched per query
+# DuckDB caches table blocks up to its memory limit (80% of RAM by default); the harvest needs
+# little, and a fixed cap keeps its memory from growing with the archive.
+MEMORY_LIMIT = "256MB"
 
 
 class DuckDBRawWarehouse:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con = duckdb.connect(str(path))
+        self.con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
         self._replaces_rows = True  # until select_changed knows better
 
     # --- schema ---------------------------------------------------------------------------
@@ -45,24 +48,32 @@ class DuckDBRawWarehouse:
                 self._stage(batch)
                 batch = []
         self._stage(batch)
+        # The rows already held for these locations. Inner joins, so DuckDB builds its hash table
+        # on the candidates and streams the raw tables past it: memory follows the slice, not the archive.
+        self.con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _known AS
+            SELECT k.location, k.file_size, k.file_mtime_ns
+            FROM raw_dicom_instance AS k JOIN (SELECT DISTINCT location FROM _candidates) AS c ON k.location = c.location
+            UNION ALL
+            SELECT k.location, k.file_size, k.file_mtime_ns
+            FROM raw_harvest_error AS k JOIN (SELECT DISTINCT location FROM _candidates) AS c ON k.location = c.location
+            """
+        )
         self.con.execute(
             """
             CREATE OR REPLACE TEMP TABLE _pending AS
             SELECT c.*, ROW_NUMBER() OVER (ORDER BY c.location) AS rn
             FROM (SELECT DISTINCT * FROM _candidates) AS c
             WHERE NOT EXISTS (
-                SELECT 1 FROM raw_dicom_instance k
-                WHERE k.location = c.location AND k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns)
-              AND NOT EXISTS (
-                SELECT 1 FROM raw_harvest_error k
+                SELECT 1 FROM _known k
                 WHERE k.location = c.location AND k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns)
             """
         )
         # Whether any pending file replaces a row: if none does, batches skip the replacement queries.
         self._replaces_rows = self.con.execute(
-            "SELECT EXISTS (SELECT 1 FROM _pending p WHERE p.location IN "
-            "(SELECT location FROM raw_dicom_instance UNION ALL SELECT location FROM raw_harvest_error))"
-        ).fetchone()[0]
+            "SELECT EXISTS (SELECT 1 FROM _pending p WHERE p.location IN (SELECT location FROM _known))"
+        ).fetchall()[0][0]
         total = self.con.execute("SELECT COUNT(DISTINCT location) FROM _candidates").fetchone()[0]
         changed = self.con.execute("SELECT COUNT(*) FROM _pending").fetchone()[0]
         return changed, total - changed
@@ -107,6 +118,10 @@ class DuckDBRawWarehouse:
             if self._replaces_rows:
                 self._remove_replaced_rows(result)
             duplicates = self._duplicate_sop_instances(run_id)
+            written = con.execute(
+                "SELECT DISTINCT series_instance_uid FROM _instances WHERE location NOT IN (SELECT location FROM _duplicates)"
+            ).fetchall()
+            result.touched_series |= {row[0] for row in written}
             con.execute(
                 "INSERT INTO raw_harvest_error BY NAME "
                 "SELECT * FROM _errors UNION ALL BY NAME SELECT * FROM _duplicates"
@@ -137,7 +152,7 @@ class DuckDBRawWarehouse:
             "SELECT DISTINCT series_instance_uid FROM raw_dicom_instance "
             "WHERE location IN (SELECT location FROM _locations)"
         ).fetchall()
-        result.stale_series = {row[0] for row in stale}
+        result.touched_series = {row[0] for row in stale}
         result.instances_updated = con.execute(
             "SELECT COUNT(*) FROM raw_dicom_instance WHERE location IN (SELECT location FROM _instances)"
         ).fetchone()[0]
@@ -153,34 +168,28 @@ class DuckDBRawWarehouse:
         )
         return self.con.execute("SELECT COUNT(*) FROM _duplicates").fetchone()[0]
 
-    def refresh_series(self, run_id: str, stale_series: set[str]) -> tuple[int, int]:
+    def refresh_series(self, run_id: str, touched_series: set[str]) -> None:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE _stale_series AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
-                [sorted(stale_series)],
-            )
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _touched AS "
-                + touched_series_sql("raw_dicom_instance", "$run_id", "_stale_series"),
-                {"run_id": run_id},
+                "CREATE OR REPLACE TEMP TABLE _touched AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
+                [sorted(touched_series)],
             )
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _new_series AS "
                 + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "$run_id"),
                 {"run_id": run_id},
             )
-            updated = con.execute(
-                "SELECT COUNT(*) FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _new_series)"
-            ).fetchone()[0]
-            added = con.execute("SELECT COUNT(*) FROM _new_series").fetchone()[0] - updated
             con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
             con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
+
+    def series_counts(self, run_id: str) -> tuple[int, int]:
+        added, updated = self.con.execute(series_counts_sql("raw_dicom_series", "$run_id"), {"run_id": run_id}).fetchall()[0]
         return added, updated
 
     def series_without_header(self) -> list[tuple[str, str]]:

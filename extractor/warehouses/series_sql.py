@@ -16,8 +16,9 @@ def new_series_rows_sql(instance: str, series: str, touched: str, run_id_param: 
     The representative instance is the one with the lowest location; its header JSON is added by
     the harvest afterwards (one file read per new or changed representative).
     """
+    # MIN <> MAX: two different non-NULL values, as COUNT(DISTINCT) > 1 says, without a hash table per column
     conflicts = ", ".join(
-        f"CASE WHEN COUNT(DISTINCT i.{c}) > 1 THEN '{c},' ELSE '' END" for c in PATIENT_CONSISTENCY_COLUMNS
+        f"CASE WHEN MIN(i.{c}) <> MAX(i.{c}) THEN '{c},' ELSE '' END" for c in PATIENT_CONSISTENCY_COLUMNS
     )
     attributes = ", ".join(f"r.{c}" for c in SERIES_ATTRIBUTE_COLUMNS)
     columns = [name for name, _ in RAW_DICOM_SERIES]
@@ -60,12 +61,13 @@ SELECT {", ".join(columns)} FROM (
 """
 
 
-def touched_series_sql(instance: str, run_id_param: str, stale: str) -> str:
-    """Series that gained or changed an instance in this run, plus those that lost one."""
+def series_counts_sql(series: str, run_id_param: str) -> str:
+    """(added, updated): series the run created, and series it changed that earlier runs created."""
     return f"""
-SELECT DISTINCT series_instance_uid FROM {instance} WHERE run_id = {run_id_param}
-UNION DISTINCT
-SELECT series_instance_uid FROM {stale}
+SELECT COUNT(CASE WHEN first_run_id = {run_id_param} THEN 1 END) AS added,
+       COUNT(CASE WHEN first_run_id <> {run_id_param} THEN 1 END) AS updated
+FROM {series}
+WHERE last_run_id = {run_id_param}
 """
 
 
