@@ -28,6 +28,7 @@ from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, t
 
 CHUNK_FILES = 128  # files per task sent to a worker
 SLICE_FILES = 5_000  # files found, selected and written before their series are rebuilt
+BATCH_FILES = 5_000  # rows per warehouse write
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 
@@ -92,7 +93,7 @@ def harvest(
     sources: list[str],
     warehouse: RawWarehouse,
     workers: int | None = None,
-    batch_size: int = 2000,
+    batch_size: int = BATCH_FILES,
     progress: bool | None = None,
     slice_files: int = SLICE_FILES,
 ) -> HarvestRun:

@@ -277,8 +277,12 @@ def _locate_pixel_data(win: _Window, pos: int, explicit: bool) -> int | None:
     private groups in between; anything else is walked element by element.
     """
     header_end = min(win.size, pos + CHUNK)
-    off = win.at(pos, header_end - pos)
-    found = win.data.find(_PIXEL_TAG_BYTES, off, off + (header_end - pos))
+    found = -1
+    if win.base <= pos < win.base + len(win.data) < header_end:  # first look in what is already read
+        found = win.data.find(_PIXEL_TAG_BYTES, pos - win.base)
+    if found < 0:
+        off = win.at(pos, header_end - pos)
+        found = win.data.find(_PIXEL_TAG_BYTES, off, off + (header_end - pos))
     if found >= 0:
         candidate = win.base + found
         if _pixel_data_fits_exactly(win, candidate, explicit):
