@@ -19,6 +19,9 @@ class ConfigError(ValueError):
     """A problem in imgomop.toml; the message names the file, the key and the fix."""
 
 
+HARVEST_BATCH_SIZE = 5000  # files read before their rows are written to the warehouse
+
+
 @dataclass(frozen=True)
 class DuckDBTarget:
     identified_path: Path
@@ -57,7 +60,7 @@ class Config:
     duckdb: DuckDBTarget
     bigquery: BigQueryTarget | None = None
     source_file: Path | None = None
-    harvest_batch_size: int = 2000
+    harvest_batch_size: int = HARVEST_BATCH_SIZE
     schedule: ScheduleSettings | None = None
     extra: dict = field(default_factory=dict)
 
@@ -133,7 +136,7 @@ def parse_config(raw: dict, path: Path) -> Config:
         )
 
     harvest = _table(raw, "harvest", path)
-    batch_size = harvest.get("batch_size", 2000)
+    batch_size = harvest.get("batch_size", HARVEST_BATCH_SIZE)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"{path}: [harvest] batch_size must be a positive integer, got {batch_size!r}")
 

@@ -11,14 +11,15 @@ import os
 import sys
 import uuid
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
 from tqdm import tqdm
 
+from extractor.config import HARVEST_BATCH_SIZE
 from extractor.parallel import run_chunks, worker_pool
 from extractor.harvest.discover import check_sources, discover_files
 from extractor.harvest.header_json import header_json
@@ -27,8 +28,7 @@ from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
 from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 128  # files per task sent to a worker
-SLICE_FILES = 5_000  # files found, selected and written before their series are rebuilt
-BATCH_FILES = 5_000  # rows per warehouse write
+SLICE_FILES = 5_000  # files found, selected and written before their series are rebuilt (at least a batch)
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 
@@ -93,9 +93,9 @@ def harvest(
     sources: list[str],
     warehouse: RawWarehouse,
     workers: int | None = None,
-    batch_size: int = BATCH_FILES,
+    batch_size: int = HARVEST_BATCH_SIZE,
     progress: bool | None = None,
-    slice_files: int = SLICE_FILES,
+    slice_files: int | None = None,
 ) -> HarvestRun:
     """Harvest the sources into the warehouse; return the run record (also written to raw_harvest_run).
 
@@ -111,7 +111,7 @@ def harvest(
     try:
         bar = tqdm(total=0, unit="file", disable=not (show_progress() if progress is None else progress))
         with worker_pool(workers) as pool:
-            for files in _slices(discover_files(roots), slice_files):
+            for files in _slices(discover_files(roots), slice_files or max(SLICE_FILES, batch_size)):
                 changed, unchanged = warehouse.select_changed(files)
                 run.files_seen += changed + unchanged
                 run.files_unchanged += unchanged
