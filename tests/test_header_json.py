@@ -18,7 +18,7 @@ import pydicom
 import pytest
 
 from bad_dicom import TEST_FILES
-from extractor.harvest.header_json import BULK_INLINE_BYTES, dataset_json, header_json
+from extractor.harvest.header_json import BULK_INLINE_BYTES, bytes_json, dataset_json, header_json
 from extractor.harvest.reader import HarvestError, read_header_dataset
 
 MARKER = "bulk"
@@ -67,8 +67,21 @@ def test_header_json_equals_pydicom(path: Path) -> None:
     assert json.loads(json.dumps(got)) == json.loads(json.dumps(expected))
 
 
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(TEST_FILES)) for p in FILES])
+def test_header_json_from_bytes_equals_pydicom_or_declines(path: Path) -> None:
+    got = bytes_json(path.read_bytes())
+    if got is None:
+        return  # not explicit VR little endian, or something the bytes path leaves to pydicom
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = reference_json(_read(path))
+    assert json.loads(json.dumps(got)) == json.loads(json.dumps(expected))
+
+
 def test_the_comparison_covers_the_bundled_folder() -> None:
     assert len(FILES) >= 160
+    from_bytes = [p for p in FILES if bytes_json(p.read_bytes()) is not None]
+    assert len(from_bytes) >= 80, "the bytes path should read most explicit VR little endian files"
 
 
 def test_header_json_text_leaves_out_bulk_data_and_keeps_names() -> None:

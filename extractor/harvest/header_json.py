@@ -15,12 +15,15 @@ import base64
 import json
 import re
 import warnings
+from struct import error as struct_error
 from struct import unpack_from
 from typing import Any, BinaryIO
 
+from pydicom.charset import convert_encodings
 from pydicom.datadict import DicomDictionary
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from extractor.harvest.reader import read_header_dataset
 
@@ -33,6 +36,15 @@ _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": 
 _SPLIT_AND_RSTRIP = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})  # pydicom's multi_string
 _TEXT = frozenset({"SH", "LO", "UC"})  # split, then strip each value's trailing padding
 _SINGLE_TEXT = frozenset({"LT", "ST", "UT"})
+_SHORT_VRS = frozenset("AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
+_LONG_VRS = frozenset("OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_NOT_EXPLICIT_LITTLE = frozenset({"", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # where pydicom's stop_before_pixels stops
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+_ITEM, _ITEM_END, _SEQUENCE_END, _UNDEFINED = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD, 0xFFFFFFFF
+_CHARSET = 0x00080005
+HEADER_READ_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 1024 * 1024  # a longer header goes through pydicom
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
@@ -42,10 +54,24 @@ def header_json(fp: BinaryIO) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            as_dict = dataset_json(read_header_dataset(fp))
+            as_dict = bytes_json(_header_bytes(fp))
+            if as_dict is None:
+                as_dict = dataset_json(read_header_dataset(fp))
     except Exception:  # noqa: BLE001 - a header that will not serialise keeps its row, without JSON
         return None
     return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False)
+
+
+def _header_bytes(fp: BinaryIO) -> bytes:
+    """The file up to its pixel data (or all of it when no pixel data tag is found in the first MB)."""
+    fp.seek(0)
+    data = fp.read(HEADER_READ_BYTES)
+    while len(data) % HEADER_READ_BYTES == 0 and _PIXEL_DATA_TAG not in data and len(data) < MAX_HEADER_BYTES:
+        more = fp.read(HEADER_READ_BYTES)
+        if not more:
+            break
+        data += more
+    return data
 
 
 def dataset_json(ds: Dataset) -> dict[str, Any]:
@@ -64,9 +90,13 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
 def _fast_element(raw: RawDataElement) -> dict[str, Any] | None:
     """The element's JSON from its bytes, or None when pydicom should convert it."""
     vr = raw.VR or _dictionary_vr(raw.tag)
-    data = raw.value
-    if vr is None or data is None or vr == "SQ":
+    if vr is None or raw.value is None or vr == "SQ":
         return None
+    return _value_json(vr, raw.value, raw.is_little_endian)
+
+
+def _value_json(vr: str, data: bytes, little_endian: bool) -> dict[str, Any] | None:
+    """The JSON of a non-sequence value from its bytes, or None when pydicom should convert it."""
     if not data:
         return {"vr": vr}
     if vr in _BINARY_VRS:
@@ -75,13 +105,129 @@ def _fast_element(raw: RawDataElement) -> dict[str, Any] | None:
         return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")}
     number_format = _NUMBER_FORMATS.get(vr)
     if number_format is not None:
-        return _binary_numbers(vr, data, number_format, raw.is_little_endian)
+        return _binary_numbers(vr, data, number_format, little_endian)
     if not data.isascii() or b"\x1b" in data:
         return None  # another character set: pydicom decodes it
     values = _text_values(vr, data.decode("ascii"))
     if values is None or values == [""]:
         return None if values is None else {"vr": vr}
     return {"vr": vr, "Value": values}
+
+
+class _Unusual(Exception):
+    """Something the bytes path leaves to pydicom (the whole header then goes through pydicom)."""
+
+
+def bytes_json(data: bytes) -> dict[str, Any] | None:
+    """The DICOM JSON of a file's header read straight from its bytes: explicit VR little endian
+    files with a preamble only (None for anything else, or anything unusual, for pydicom to read).
+    """
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return None
+    try:
+        pos, syntax = _skip_file_meta(data, 132)
+        if syntax in _NOT_EXPLICIT_LITTLE:
+            return None
+        out, _ = _items_json(data, pos, len(data), top_level=True, encodings=None)
+    except (_Unusual, struct_error, UnicodeDecodeError):
+        return None
+    return out
+
+
+def _skip_file_meta(data: bytes, pos: int) -> tuple[int, str]:
+    syntax = ""
+    while pos + 8 <= len(data) and data[pos : pos + 2] == b"\x02\x00":
+        vr = data[pos + 4 : pos + 6].decode("ascii")
+        header, length = _element_lengths(data, pos, vr)
+        if data[pos + 2 : pos + 4] == b"\x10\x00":
+            syntax = data[pos + header : pos + header + length].decode("ascii").strip(" \x00")
+        pos += header + length
+    return pos, syntax
+
+
+def _element_lengths(data: bytes, pos: int, vr: str) -> tuple[int, int]:
+    """(header length, value length) of the explicit VR element at pos."""
+    if vr in _SHORT_VRS:
+        return 8, unpack_from("<H", data, pos + 6)[0]
+    if vr in _LONG_VRS:
+        return 12, unpack_from("<I", data, pos + 8)[0]
+    raise _Unusual(vr)
+
+
+def _items_json(data: bytes, pos: int, end: int, top_level: bool, encodings: list[str] | None) -> tuple[dict[str, Any], int]:
+    """The elements from pos to end (or to an item delimiter) as a JSON object; and where they end."""
+    out: dict[str, Any] = {}
+    while pos < end:
+        if pos + 8 > len(data):
+            raise _Unusual("cut header")
+        tag = unpack_from("<HH", data, pos)
+        tag = tag[0] << 16 | tag[1]
+        if tag == _ITEM_END:
+            if top_level:
+                raise _Unusual("an item delimiter outside a sequence")
+            return out, pos + 8
+        if top_level and tag in _PIXEL_TAGS:
+            break
+        vr = data[pos + 4 : pos + 6].decode("ascii")
+        header, length = _element_lengths(data, pos, vr)
+        pos += header
+        if vr == "SQ":
+            items, pos = _sequence_json(data, pos, length, encodings)
+            out[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
+            continue
+        if length == _UNDEFINED or pos + length > len(data):
+            raise _Unusual("undefined or cut value")
+        value = data[pos : pos + length]
+        pos += length
+        if tag == _CHARSET:
+            if not top_level:
+                raise _Unusual("a character set inside a sequence item")
+            encodings = _charsets(value)
+        element = _value_json(vr, value, True)
+        if element is None:
+            element = _converted_json(tag, vr, value, encodings)
+        if element is not _LEFT_OUT:
+            out[f"{tag:08X}"] = element
+    return out, pos
+
+
+def _sequence_json(data: bytes, pos: int, length: int, encodings: list[str] | None) -> tuple[list[Any], int]:
+    items: list[Any] = []
+    end = len(data) if length == _UNDEFINED else pos + length
+    while pos < end:
+        tag, item_length = unpack_from("<HH", data, pos), unpack_from("<I", data, pos + 4)[0]
+        tag = tag[0] << 16 | tag[1]
+        pos += 8
+        if tag == _SEQUENCE_END:
+            return items, pos
+        if tag != _ITEM:
+            raise _Unusual("not an item")
+        item_end = len(data) if item_length == _UNDEFINED else pos + item_length
+        item, pos = _items_json(data, pos, item_end, top_level=False, encodings=encodings)
+        items.append(item)
+    if length == _UNDEFINED:
+        raise _Unusual("no sequence delimiter")
+    return items, pos
+
+
+def _charsets(value: bytes) -> list[str]:
+    terms = [t.strip() for t in value.decode("ascii").rstrip(" \x00").split("\\")]
+    return convert_encodings(terms)
+
+
+def _converted_json(tag: int, vr: str, value: bytes, encodings: list[str] | None) -> dict[str, Any]:
+    """pydicom's JSON of one element (text in another character set, AT, unusual numbers, public UN)."""
+    if vr == "UN" and tag >> 16 & 1:
+        raise _Unusual("a private UN element: its VR depends on the private dictionary")
+    if vr == "UN" and _dictionary_vr(tag) == "SQ":
+        raise _Unusual("a UN element that is a sequence")
+    raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, False, True)
+    try:
+        element = convert_raw_data_element(raw, encoding=encodings or ["iso8859"])
+        converted = element.to_json_dict(lambda _element: _BULK_MARKER, BULK_INLINE_BYTES // 3 * 4)
+    except Exception:  # noqa: BLE001 - a value pydicom cannot convert is left out, as in dataset_json
+        return _LEFT_OUT
+    return _LEFT_OUT if converted.get("BulkDataURI") == _BULK_MARKER else converted
 
 
 def _dictionary_vr(tag: int) -> str | None:
