@@ -25,7 +25,21 @@ from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from extractor.harvest.reader import read_header_dataset
+from extractor.harvest.reader import (
+    DEFLATED_LE,
+    EXPLICIT_VR_BE,
+    IMPLICIT_VR_LE,
+    ITEM,
+    ITEM_END,
+    LONG_LENGTH_VRS,
+    PIXEL_DATA,
+    PIXEL_TAG_BYTES,
+    SEQUENCE_END,
+    SHORT_LENGTH_VRS,
+    SPECIFIC_CHARACTER_SET,
+    UNDEFINED_LENGTH,
+    read_header_dataset,
+)
 
 BULK_INLINE_BYTES = 768  # pydicom's rule for a 1024-character base64 threshold: (1024 // 4) * 3
 _BULK_MARKER = "bulk-data-omitted"
@@ -36,13 +50,8 @@ _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": 
 _SPLIT_AND_RSTRIP = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})  # pydicom's multi_string
 _TEXT = frozenset({"SH", "LO", "UC"})  # split, then strip each value's trailing padding
 _SINGLE_TEXT = frozenset({"LT", "ST", "UT"})
-_SHORT_VRS = frozenset("AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
-_LONG_VRS = frozenset("OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-_NOT_EXPLICIT_LITTLE = frozenset({"", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # where pydicom's stop_before_pixels stops
-_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
-_ITEM, _ITEM_END, _SEQUENCE_END, _UNDEFINED = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD, 0xFFFFFFFF
-_CHARSET = 0x00080005
+_NOT_EXPLICIT_LITTLE = frozenset({"", IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_LE})
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, PIXEL_DATA})  # where pydicom's stop_before_pixels stops
 HEADER_READ_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 1024 * 1024  # a longer header goes through pydicom
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
@@ -66,7 +75,7 @@ def _header_bytes(fp: BinaryIO) -> bytes:
     """The file up to its pixel data (or all of it when no pixel data tag is found in the first MB)."""
     fp.seek(0)
     data = fp.read(HEADER_READ_BYTES)
-    while len(data) % HEADER_READ_BYTES == 0 and _PIXEL_DATA_TAG not in data and len(data) < MAX_HEADER_BYTES:
+    while len(data) % HEADER_READ_BYTES == 0 and PIXEL_TAG_BYTES not in data and len(data) < MAX_HEADER_BYTES:
         more = fp.read(HEADER_READ_BYTES)
         if not more:
             break
@@ -137,7 +146,7 @@ def bytes_json(data: bytes) -> dict[str, Any] | None:
 def _skip_file_meta(data: bytes, pos: int) -> tuple[int, str]:
     syntax = ""
     while pos + 8 <= len(data) and data[pos : pos + 2] == b"\x02\x00":
-        vr = data[pos + 4 : pos + 6].decode("ascii")
+        vr = data[pos + 4 : pos + 6]
         header, length = _element_lengths(data, pos, vr)
         if data[pos + 2 : pos + 4] == b"\x10\x00":
             syntax = data[pos + header : pos + header + length].decode("ascii").strip(" \x00")
@@ -145,13 +154,13 @@ def _skip_file_meta(data: bytes, pos: int) -> tuple[int, str]:
     return pos, syntax
 
 
-def _element_lengths(data: bytes, pos: int, vr: str) -> tuple[int, int]:
+def _element_lengths(data: bytes, pos: int, vr: bytes) -> tuple[int, int]:
     """(header length, value length) of the explicit VR element at pos."""
-    if vr in _SHORT_VRS:
+    if vr in SHORT_LENGTH_VRS:
         return 8, unpack_from("<H", data, pos + 6)[0]
-    if vr in _LONG_VRS:
+    if vr in LONG_LENGTH_VRS:
         return 12, unpack_from("<I", data, pos + 8)[0]
-    raise _Unusual(vr)
+    raise _Unusual(repr(vr))
 
 
 def _items_json(data: bytes, pos: int, end: int, top_level: bool, encodings: list[str] | None) -> tuple[dict[str, Any], int]:
@@ -162,24 +171,25 @@ def _items_json(data: bytes, pos: int, end: int, top_level: bool, encodings: lis
             raise _Unusual("cut header")
         tag = unpack_from("<HH", data, pos)
         tag = tag[0] << 16 | tag[1]
-        if tag == _ITEM_END:
+        if tag == ITEM_END:
             if top_level:
                 raise _Unusual("an item delimiter outside a sequence")
             return out, pos + 8
         if top_level and tag in _PIXEL_TAGS:
             break
-        vr = data[pos + 4 : pos + 6].decode("ascii")
-        header, length = _element_lengths(data, pos, vr)
+        vr_bytes = data[pos + 4 : pos + 6]
+        header, length = _element_lengths(data, pos, vr_bytes)
+        vr = vr_bytes.decode("ascii")
         pos += header
         if vr == "SQ":
             items, pos = _sequence_json(data, pos, length, encodings)
             out[f"{tag:08X}"] = {"vr": "SQ", "Value": items}
             continue
-        if length == _UNDEFINED or pos + length > len(data):
+        if length == UNDEFINED_LENGTH or pos + length > len(data):
             raise _Unusual("undefined or cut value")
         value = data[pos : pos + length]
         pos += length
-        if tag == _CHARSET:
+        if tag == SPECIFIC_CHARACTER_SET:
             if not top_level:
                 raise _Unusual("a character set inside a sequence item")
             encodings = _charsets(value)
@@ -193,19 +203,19 @@ def _items_json(data: bytes, pos: int, end: int, top_level: bool, encodings: lis
 
 def _sequence_json(data: bytes, pos: int, length: int, encodings: list[str] | None) -> tuple[list[Any], int]:
     items: list[Any] = []
-    end = len(data) if length == _UNDEFINED else pos + length
+    end = len(data) if length == UNDEFINED_LENGTH else pos + length
     while pos < end:
         tag, item_length = unpack_from("<HH", data, pos), unpack_from("<I", data, pos + 4)[0]
         tag = tag[0] << 16 | tag[1]
         pos += 8
-        if tag == _SEQUENCE_END:
+        if tag == SEQUENCE_END:
             return items, pos
-        if tag != _ITEM:
+        if tag != ITEM:
             raise _Unusual("not an item")
-        item_end = len(data) if item_length == _UNDEFINED else pos + item_length
+        item_end = len(data) if item_length == UNDEFINED_LENGTH else pos + item_length
         item, pos = _items_json(data, pos, item_end, top_level=False, encodings=encodings)
         items.append(item)
-    if length == _UNDEFINED:
+    if length == UNDEFINED_LENGTH:
         raise _Unusual("no sequence delimiter")
     return items, pos
 

@@ -59,7 +59,7 @@ _EXPLICIT_HEADER = Struct("<HH2sH")
 _IMPLICIT_HEADER = Struct("<HHI")
 _U16 = Struct("<H")
 _U32 = Struct("<I")
-_PIXEL_TAG_BYTES = b"\xe0\x7f\x10\x00"
+PIXEL_TAG_BYTES = b"\xe0\x7f\x10\x00"
 MAX_NESTING = 64
 TEXT_VRS_WITH_CHARSET = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 COLUMNS_BY_TAG = {tag: attr.column for tag, attr in ATTRIBUTES_BY_TAG.items()}
@@ -279,10 +279,10 @@ def _locate_pixel_data(win: _Window, pos: int, explicit: bool) -> int | None:
     header_end = min(win.size, pos + CHUNK)
     found = -1
     if win.base <= pos < win.base + len(win.data) < header_end:  # first look in what is already read
-        found = win.data.find(_PIXEL_TAG_BYTES, pos - win.base)
+        found = win.data.find(PIXEL_TAG_BYTES, pos - win.base)
     if found < 0:
         off = win.at(pos, header_end - pos)
-        found = win.data.find(_PIXEL_TAG_BYTES, off, off + (header_end - pos))
+        found = win.data.find(PIXEL_TAG_BYTES, off, off + (header_end - pos))
     if found >= 0:
         candidate = win.base + found
         if _pixel_data_fits_exactly(win, candidate, explicit):
