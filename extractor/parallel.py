@@ -32,7 +32,10 @@ def run_chunks(
     *args: object,
     pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[Result]:
-    """`function(chunk, *args)` for every chunk, in completion order; at most 4 chunks per worker in flight.
+    """`function(chunk, *args)` for every chunk, in completion order.
+
+    At most 8 chunks per worker are in flight: enough for the workers to keep going while the
+    caller writes a batch, few enough to bound memory.
 
     With one worker everything runs in this process (simpler to debug, no pickling). A pool from
     `worker_pool` is reused; without one, a pool lives for this call.
@@ -41,7 +44,7 @@ def run_chunks(
         for chunk in chunks:
             yield function(chunk, *args)
         return
-    max_in_flight = workers * 4
+    max_in_flight = workers * 8
     with nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=workers) as pool:
         in_flight: set[Future[Result]] = set()
         for chunk in chunks:

@@ -257,7 +257,8 @@ def _table_rows(warehouse: DuckDBRawWarehouse, table: str, order: str, skip: set
     return [{k: v for k, v in zip(names, row) if k not in skip} for row in cursor.fetchall()]
 
 
-def test_slices_of_three_files_build_the_same_tables_as_one_slice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_slices_of_three_files_build_the_same_tables_as_one_slice(tmp_path: Path, workers: int) -> None:
     """Series spread over several slices are rebuilt slice by slice and end as one pass builds them."""
     root = tmp_path / "archive"
     for source in SOURCES:
@@ -265,7 +266,7 @@ def test_slices_of_three_files_build_the_same_tables_as_one_slice(tmp_path: Path
     results = {}
     for slice_files in (3, 10_000):
         warehouse = DuckDBRawWarehouse(tmp_path / f"slices-{slice_files}.duckdb")
-        run = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=slice_files)
+        run = harvest([str(root)], warehouse, workers=workers, progress=False, slice_files=slice_files, batch_size=2)
         volatile = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}
         results[slice_files] = (
             (run.files_seen, run.instances_added, run.series_added, run.series_updated),
@@ -277,6 +278,24 @@ def test_slices_of_three_files_build_the_same_tables_as_one_slice(tmp_path: Path
     counts, _, series = results[3]
     assert counts == (21, 21, 7, 0)
     assert all(row["representative_header_json"] for row in series)
+
+
+def test_a_changed_file_in_an_early_slice_is_replaced_while_later_slices_are_new(tmp_path: Path) -> None:
+    """Slices overlap (the next is selected while the last rows of one are written): a replacement
+    in the first slice must still replace its row when the later slices replace nothing."""
+    root = tmp_path / "archive"
+    shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "a_MR700")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=2, progress=False)
+    first = sorted(p for p in root.rglob("*") if p.is_file())[0]
+    rewrite(first, PatientName="Changed^Name")
+    shutil.copytree(TEST_FILES / "dicomdirtests/98892001", root / "b_CT")  # new files only, in later slices
+    run = harvest([str(root)], warehouse, workers=2, progress=False, slice_files=3, batch_size=2)
+    rows = warehouse.con.execute("SELECT location, patient_name FROM raw_dicom_instance").fetchall()
+    warehouse.close()
+    assert (run.instances_updated, run.errors) == (1, 0)
+    assert len(rows) == len({location for location, _ in rows}) == len([p for p in root.rglob("*") if p.is_file()])
+    assert dict(rows)[str(first)] == "Changed^Name"
 
 
 def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from extractor.harvest.reader import HarvestError, read_instance
 from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
 from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
-CHUNK_FILES = 128  # files per task sent to a worker
+CHUNK_FILES = 256  # files per task sent to a worker
 SLICE_FILES = 5_000  # files found, selected and written before their series are rebuilt (at least a batch)
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
@@ -111,16 +111,8 @@ def harvest(
     try:
         bar = tqdm(total=0, unit="file", disable=not (show_progress() if progress is None else progress))
         with worker_pool(workers) as pool:
-            for files in _slices(discover_files(roots), slice_files or max(SLICE_FILES, batch_size)):
-                changed, unchanged = warehouse.select_changed(files)
-                run.files_seen += changed + unchanged
-                run.files_unchanged += unchanged
-                bar.total += changed
-                bar.refresh()
-                touched_series = _harvest_changed(warehouse, run, workers, pool, batch_size, bar)
-                if touched_series:
-                    warehouse.refresh_series(run.run_id, touched_series)
-                    _fill_series_headers(warehouse, workers, pool)
+            loop = _Loop(warehouse, run, workers, pool, batch_size, bar)
+            loop.harvest(_slices(discover_files(roots), slice_files or max(SLICE_FILES, batch_size)))
         bar.close()
         run.series_added, run.series_updated = warehouse.series_counts(run.run_id)
         run.status = "completed"
@@ -144,31 +136,80 @@ def _slices(files: Iterable[FileRef], size: int) -> Iterator[list[FileRef]]:
         yield batch
 
 
-def _harvest_changed(warehouse: RawWarehouse, run: HarvestRun, workers: int, pool, batch_size: int, bar: tqdm) -> set[str]:
-    """Read the selected files and write them in batches; return the series whose rows changed."""
-    touched_series: set[str] = set()
-    pending: list[ChunkResult] = []
-    for result in run_chunks(harvest_chunk, warehouse.changed_files(CHUNK_FILES), workers, run.run_id, pool=pool):
-        pending.append(result)
-        bar.update(result.files)
-        if sum(r.files for r in pending) >= batch_size:
-            touched_series |= _flush(warehouse, run, pending)
-            pending = []
-    touched_series |= _flush(warehouse, run, pending)
-    return touched_series
+class _Loop:
+    """The harvest of a stream of slices: one pool of readers, one writer, series rebuilt per slice.
+
+    A slice is selected when the workers need its first chunk, so they read it while the
+    previous slice's last rows are written and its series rebuilt.
+    """
+
+    def __init__(self, warehouse: RawWarehouse, run: HarvestRun, workers: int, pool, batch_size: int, bar: tqdm) -> None:
+        self.warehouse, self.run, self.workers, self.pool = warehouse, run, workers, pool
+        self.batch_size, self.bar = batch_size, bar
+        self.selected: list[int] = []  # files selected for reading, per slice
+        self.received: list[int] = []  # files read back, per slice
+        self.completed = 0  # slices whose rows are written and whose series are rebuilt
+        self.pending: list[ChunkResult] = []
+        self.touched_series: set[str] = set()
+
+    def harvest(self, slices: Iterable[list[FileRef]]) -> None:
+        chunks = self._selected_chunks(slices)
+        for number, result in run_chunks(read_numbered_chunk, chunks, self.workers, self.run.run_id, pool=self.pool):
+            self.bar.update(result.files)
+            self.received[number] += result.files
+            self.pending.append(result)
+            if sum(r.files for r in self.pending) >= self.batch_size:
+                self._write()
+            if self._slice_completed():
+                self._write()
+                self._rebuild_series()
+        self._write()
+        self._rebuild_series()
+
+    def _selected_chunks(self, slices: Iterable[list[FileRef]]) -> Iterator[tuple[int, list[FileRef]]]:
+        for number, files in enumerate(slices):
+            changed = self.warehouse.select_changed(files)
+            self.run.files_seen += len(files)
+            self.run.files_unchanged += len(files) - len(changed)
+            self.selected.append(len(changed))
+            self.received.append(0)
+            self.bar.total += len(changed)
+            self.bar.refresh()
+            for start in range(0, len(changed), CHUNK_FILES):
+                yield number, changed[start : start + CHUNK_FILES]
+
+    def _slice_completed(self) -> bool:
+        """Whether the oldest open slices now have every row back (they count as completed)."""
+        before = self.completed
+        while self.completed < len(self.selected) and self.received[self.completed] == self.selected[self.completed]:
+            self.completed += 1
+        return self.completed > before
+
+    def _write(self) -> None:
+        if not self.pending:
+            return
+        instances = pa.concat_tables([r.instances for r in self.pending])
+        errors = pa.concat_tables([r.errors for r in self.pending])
+        self.pending = []
+        written = self.warehouse.write_batch(self.run.run_id, instances, errors)
+        self.run.instances_added += written.instances_added
+        self.run.instances_updated += written.instances_updated
+        self.run.errors += written.errors
+        self.touched_series |= written.touched_series
+
+    def _rebuild_series(self) -> None:
+        """Rebuild the series the written rows touched, and read the new representatives' headers."""
+        if not self.touched_series:
+            return
+        self.warehouse.refresh_series(self.run.run_id, self.touched_series)
+        self.touched_series = set()
+        _fill_series_headers(self.warehouse, self.workers, self.pool)
 
 
-def _flush(warehouse: RawWarehouse, run: HarvestRun, pending: list[ChunkResult]) -> set[str]:
-    """Write the pending rows; return the series they touched (gained, changed or lost an instance)."""
-    if not pending:
-        return set()
-    instances = pa.concat_tables([r.instances for r in pending])
-    errors = pa.concat_tables([r.errors for r in pending])
-    written = warehouse.write_batch(run.run_id, instances, errors)
-    run.instances_added += written.instances_added
-    run.instances_updated += written.instances_updated
-    run.errors += written.errors
-    return written.touched_series
+def read_numbered_chunk(numbered: tuple[int, list[FileRef]], run_id: str) -> tuple[int, ChunkResult]:
+    """`harvest_chunk` for a chunk tagged with its slice number (the tag comes back with the rows)."""
+    number, files = numbered
+    return number, harvest_chunk(files, run_id)
 
 
 def series_headers_chunk(series: list[tuple[str, str]]) -> dict[str, str | None]:

@@ -6,19 +6,20 @@ The harvest loop only talks to this interface; the SQL that both writers share l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 
 from extractor.warehouses.schema import RAW_TABLES, Column
 
 
-@dataclass(frozen=True)
-class FileRef:
-    """A file to harvest: where it is, and the size and mtime that tell whether it changed."""
+class FileRef(NamedTuple):
+    """A file to harvest: where it is, and the size and mtime that tell whether it changed.
+
+    A named tuple: chunks of them travel to worker processes, and tuples pickle cheaply.
+    """
 
     location: str
     file_size: int
@@ -58,11 +59,8 @@ class RawWarehouse(Protocol):
     def ensure_tables(self) -> None:
         """Create the raw tables when missing (idempotent)."""
 
-    def select_changed(self, files: Iterable[FileRef]) -> tuple[int, int]:
-        """Stage the files found; return (changed or new, unchanged) counts."""
-
-    def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
-        """The staged files that are new or changed, in location order, in chunks."""
+    def select_changed(self, files: list[FileRef]) -> list[FileRef]:
+        """The files (of one slice) that are new or changed since they were harvested, in location order."""
 
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error."""

@@ -41,7 +41,6 @@ from extractor.warehouses.series_sql import (
 
 LOAD_FORMATS = ("PARQUET", "CSV")
 STAGE_ROWS = 50_000  # rows per encoded block while spooling a load file
-RESULT_PAGE_ROWS = 10_000  # rows per page when reading the pending files back
 # Clustering only orders storage (no effect on results); the emulator records it, BigQuery applies it.
 CLUSTER_BY = {
     "raw_dicom_instance": ("series_instance_uid", "location"),
@@ -204,7 +203,6 @@ class BigQueryRawWarehouse:
         self.token = uuid.uuid4().hex[:12]
         self._staged: set[str] = set()
         self._stage_count = 0
-        self._pending: str | None = None
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -282,10 +280,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
 
     # --- incremental selection ------------------------------------------------------------
 
-    def select_changed(self, files: Iterable[FileRef]) -> tuple[int, int]:
-        if self._pending is not None:
-            self._drop_stages([self._pending])
-            self._pending = None
+    def select_changed(self, files: list[FileRef]) -> list[FileRef]:
         staged_before = set(self._staged)
         candidates, _ = self._load("candidates", CANDIDATE_COLUMNS, _candidate_blocks(files))
         pending = self._create_stage_as(
@@ -306,32 +301,10 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             )
             """,
         )
-        self._pending = pending
-        row = next(
-            iter(
-                self._query(
-                    f"SELECT (SELECT COUNT(DISTINCT location) FROM {candidates}) AS total, "
-                    f"(SELECT COUNT(*) FROM {self._table(pending)}) AS changed"
-                )
-            )
-        )
-        self._drop_stages(self._staged - staged_before - {pending})
-        return row["changed"], row["total"] - row["changed"]
-
-    def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
-        if self._pending is None:
-            return
-        rows = self.client.query(
-            f"SELECT location, file_size, file_mtime_ns FROM {self._table(self._pending)} ORDER BY location"
-        ).result(page_size=max(chunk_size, RESULT_PAGE_ROWS))
-        chunk: list[FileRef] = []
-        for row in rows:
-            chunk.append(FileRef(row[0], row[1], row[2]))
-            if len(chunk) >= chunk_size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        rows = self._query(f"SELECT location, file_size, file_mtime_ns FROM {self._table(pending)} ORDER BY location")
+        changed = [FileRef(row[0], row[1], row[2]) for row in rows]
+        self._drop_stages(self._staged - staged_before)
+        return changed
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -463,7 +436,6 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
     def close(self) -> None:
         try:
             self._drop_stages(set(self._staged))
-            self._pending = None
         finally:
             self.client.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ from extractor.warehouses.schema import PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, series_counts_sql
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
-STAGE_ROWS = 50_000
-PAGE_ROWS = 10_000  # pending files fetched per query
 # DuckDB caches table blocks up to its memory limit (80% of RAM by default); the harvest needs
 # little, and a fixed cap keeps its memory from growing with the archive.
 MEMORY_LIMIT = "256MB"
@@ -26,7 +23,7 @@ class DuckDBRawWarehouse:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
-        self._replaces_rows = True  # until select_changed knows better
+        self._replaces_rows: bool | None = None  # unknown until select_changed: look for rows to replace
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -37,17 +34,11 @@ class DuckDBRawWarehouse:
 
     # --- incremental selection ------------------------------------------------------------
 
-    def select_changed(self, files: Iterable[FileRef]) -> tuple[int, int]:
+    def select_changed(self, files: list[FileRef]) -> list[FileRef]:
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _candidates (location VARCHAR, file_size BIGINT, file_mtime_ns BIGINT)"
         )
-        batch: list[FileRef] = []
-        for ref in files:
-            batch.append(ref)
-            if len(batch) >= STAGE_ROWS:
-                self._stage(batch)
-                batch = []
-        self._stage(batch)
+        self._stage(files)
         # The rows already held for these locations. Inner joins, so DuckDB builds its hash table
         # on the candidates and streams the raw tables past it: memory follows the slice, not the archive.
         self.con.execute(
@@ -60,51 +51,37 @@ class DuckDBRawWarehouse:
             FROM raw_harvest_error AS k JOIN (SELECT DISTINCT location FROM _candidates) AS c ON k.location = c.location
             """
         )
-        self.con.execute(
+        changed = self.con.execute(
             """
-            CREATE OR REPLACE TEMP TABLE _pending AS
-            SELECT c.*, ROW_NUMBER() OVER (ORDER BY c.location) AS rn
-            FROM (SELECT DISTINCT * FROM _candidates) AS c
+            SELECT DISTINCT c.location, c.file_size, c.file_mtime_ns
+            FROM _candidates AS c
             WHERE NOT EXISTS (
                 SELECT 1 FROM _known k
                 WHERE k.location = c.location AND k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns)
+            ORDER BY c.location
             """
-        )
-        # Whether any pending file replaces a row: if none does, batches skip the replacement queries.
-        self._replaces_rows = self.con.execute(
-            "SELECT EXISTS (SELECT 1 FROM _pending p WHERE p.location IN (SELECT location FROM _known))"
+        ).fetchall()
+        # Once a selected file replaces a row, every later batch of the run looks for rows to replace.
+        replaces = self.con.execute(
+            "SELECT EXISTS (SELECT 1 FROM _known k JOIN _candidates c ON k.location = c.location "
+            "WHERE k.file_size <> c.file_size OR k.file_mtime_ns <> c.file_mtime_ns)"
         ).fetchall()[0][0]
-        total = self.con.execute("SELECT COUNT(DISTINCT location) FROM _candidates").fetchone()[0]
-        changed = self.con.execute("SELECT COUNT(*) FROM _pending").fetchone()[0]
-        return changed, total - changed
+        self._replaces_rows = replaces if self._replaces_rows is None else self._replaces_rows or replaces
+        return [FileRef(*row) for row in changed]
 
-    def _stage(self, batch: list[FileRef]) -> None:
-        if not batch:
+    def _stage(self, files: list[FileRef]) -> None:
+        if not files:
             return
         table = pa.table(
             {
-                "location": [f.location for f in batch],
-                "file_size": pa.array([f.file_size for f in batch], pa.int64()),
-                "file_mtime_ns": pa.array([f.file_mtime_ns for f in batch], pa.int64()),
+                "location": [f.location for f in files],
+                "file_size": pa.array([f.file_size for f in files], pa.int64()),
+                "file_mtime_ns": pa.array([f.file_mtime_ns for f in files], pa.int64()),
             }
         )
         self.con.register("_stage_batch", table)
         self.con.execute("INSERT INTO _candidates SELECT * FROM _stage_batch")
         self.con.unregister("_stage_batch")
-
-    def changed_files(self, chunk_size: int) -> Iterator[list[FileRef]]:
-        """The pending files in chunks, read a page of PAGE_ROWS at a time (memory stays bounded)."""
-        start = 0
-        while True:
-            rows = self.con.execute(
-                "SELECT location, file_size, file_mtime_ns FROM _pending WHERE rn > ? AND rn <= ? ORDER BY rn",
-                [start, start + PAGE_ROWS],
-            ).fetchall()
-            if not rows:
-                return
-            for i in range(0, len(rows), chunk_size):
-                yield [FileRef(*row) for row in rows[i : i + chunk_size]]
-            start += PAGE_ROWS
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -115,7 +92,7 @@ class DuckDBRawWarehouse:
         try:
             con.register("_instances", instances)
             con.register("_errors", errors)
-            if self._replaces_rows:
+            if self._replaces_rows is not False:
                 self._remove_replaced_rows(result)
             duplicates = self._duplicate_sop_instances(run_id)
             written = con.execute(
