@@ -99,14 +99,13 @@ class DuckDBRawWarehouse:
                 "SELECT DISTINCT series_instance_uid FROM _instances WHERE location NOT IN (SELECT location FROM _duplicates)"
             ).fetchall()
             result.touched_series |= {row[0] for row in written}
-            con.execute(
-                "INSERT INTO raw_harvest_error BY NAME "
-                "SELECT * FROM _errors UNION ALL BY NAME SELECT * FROM _duplicates"
-            )
-            con.execute(
-                "INSERT INTO raw_dicom_instance BY NAME SELECT * FROM _instances "
-                "WHERE location NOT IN (SELECT location FROM _duplicates)"
-            )
+            if errors.num_rows or duplicates:
+                con.execute(
+                    "INSERT INTO raw_harvest_error BY NAME "
+                    "SELECT * FROM _errors UNION ALL BY NAME SELECT * FROM _duplicates"
+                )
+            not_duplicate = " WHERE location NOT IN (SELECT location FROM _duplicates)" if duplicates else ""
+            con.execute("INSERT INTO raw_dicom_instance BY NAME SELECT * FROM _instances" + not_duplicate)
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
