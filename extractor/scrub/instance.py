@@ -21,7 +21,9 @@ from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
+from extractor.scrub.header import encode_file_fast, read_header_fast
 from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile
+from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
 from extractor.scrub.sinks import open_sink
 
@@ -96,11 +98,13 @@ def scrub_chunk(jobs: list[ScrubJob], settings: ScrubSettings) -> list[Outcome]:
     return [scrub_instance(job, settings, compiled) for job in jobs]
 
 
-def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled) -> Outcome:
+def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, reference: bool = False) -> Outcome:
+    """Scrub one file. ``reference=True`` takes the pydicom path all the way (read, walk every
+    element, write): the fast header path must write the same bytes (tests/test_scrub_header.py)."""
     started = time.perf_counter()
     outcome = Outcome(job.location, QUARANTINED)
     try:
-        _scrub(job, settings, compiled, outcome)
+        _scrub(job, settings, compiled, outcome, reference)
     except Exception as exc:  # noqa: BLE001 - any failure quarantines this instance; the run goes on
         outcome.outcome = QUARANTINED
         outcome.error_class = outcome.error_class or type(exc).__name__
@@ -109,14 +113,14 @@ def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled) 
     return outcome
 
 
-def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome: Outcome) -> None:
+def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome: Outcome, reference: bool) -> None:
     with open(job.location, "rb") as source:
         data = source.read()
     outcome.bytes_in = len(data)
     if not looks_like_dicom(data[:132]):
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
         raise ValueError(outcome.error)
-    ds, pixel_offset = read_header(data)
+    ds, pixel_offset = (None if reference else read_header_fast(data)) or read_header(data)
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
     outcome.series_instance_uid = str(ds.get("SeriesInstanceUID", "")) or None
@@ -151,11 +155,12 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
         deid_parameters=compiled.parameters,
         pixels_cleaned=pixels_cleaned,
     )
-    deidentify_metadata(ds, compiled.profile, context)  # also regenerates the file meta
+    # Both regenerate the file meta; the settled path walks only what the profile cannot settle by tag.
+    (deidentify_metadata if reference else deidentify_settled)(ds, compiled.profile, context)
     name = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
     if pixel_tail is not None and str(ds.file_meta.TransferSyntaxUID) != transfer_syntax:
         raise RuntimeError("the transfer syntax changed during the scrub; the source pixel bytes no longer fit")
-    encoded = encode_file(ds)
+    encoded = (None if reference else encode_file_fast(ds)) or encode_file(ds)
     parts = (encoded,) if pixel_tail is None else (encoded, pixel_tail)
     outcome.output = compiled.sink.write(name, *parts)
     outcome.bytes_out = sum(len(p) for p in parts)

@@ -1,0 +1,232 @@
+"""The scrub's fast header path: read the header and write the scrubbed file without pydicom's
+element-by-element reader and writer, for the common case.
+
+``read_header_fast`` builds the very Dataset that ``pydicom.dcmread(force=True,
+stop_before_pixels=True)`` builds (the same RawDataElements, file meta, preamble and original
+encoding), about five times faster; it returns None for any file it does not handle (big
+endian, deflated, no DICM prefix, a VR it does not know, elements out of order, a header that
+switches between implicit and explicit VR, an undefined length other than a sequence's, a
+truncated element), and the caller reads that file with pydicom. ``encode_file_fast`` writes
+the bytes ``instance.encode_file`` writes: raw elements as their bytes, anything pydicom has
+decoded through pydicom's own element writer.
+
+Both are checked byte for byte against the pydicom path by tests/test_scrub_header.py.
+"""
+
+from __future__ import annotations
+
+import io
+from struct import Struct
+
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_sequence
+from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+from pydicom.values import convert_string
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+_EXPLICIT = Struct("<HH2sH").unpack_from
+_IMPLICIT = Struct("<HHL").unpack_from
+_UL = Struct("<L").unpack_from
+_GROUP_ELEMENT = Struct("<HH").unpack_from
+_TAG_US = Struct("<HH2sH").pack
+_TAG_UL = Struct("<HH2s2xL").pack
+_TAG_IMPLICIT = Struct("<HHL").pack
+
+_VR_NAMES = {vr.value.encode("ascii"): vr.value for vr in VR if len(vr.value) == 2}
+_LONG_VRS = frozenset(vr for vr in _VR_NAMES if _VR_NAMES[vr] in EXPLICIT_VR_LENGTH_32)
+_LONG_VR_NAMES = frozenset(EXPLICIT_VR_LENGTH_32)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # where stop_before_pixels stops
+_CHARSET = 0x00080005
+_IMPLICIT_LITTLE = "1.2.840.10008.1.2"
+_EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_EXPLICIT_BIG = "1.2.840.10008.1.2.2"
+_NOT_HANDLED = frozenset({_DEFLATED, _EXPLICIT_BIG})
+
+
+class _Decline(Exception):
+    """The fast reader does not handle this file: read it with pydicom."""
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_header_fast(data: bytes) -> tuple[FileDataset, int] | None:
+    """What ``instance.read_header`` returns (the dataset up to its pixel data and the offset of
+    the pixel data element), or None when this reader does not handle the file."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return None
+    try:
+        meta_elements, position = _read_elements(data, 132, implicit=False, meta=True)
+    except _Decline:
+        return None
+    file_meta = FileMetaDataset(meta_elements)
+    file_meta.set_original_encoding(False, True, default_encoding)
+    if meta_elements:
+        file_meta[next(iter(meta_elements))]  # decoded by pydicom's reader too (its implicit VR check)
+    syntax = file_meta.get("TransferSyntaxUID")
+    if not syntax or syntax in _NOT_HANDLED or position + 8 > len(data) or data[position:position + 2] == b"\x00\x00":
+        return None  # guessed syntax, big endian, deflated, no dataset, or a command set (group 0000) first
+    implicit = syntax == _IMPLICIT_LITTLE  # any other syntax is explicit VR little endian, as in pydicom
+    try:
+        _check_first_vr(data, position, implicit)
+        elements, stop = _read_elements(data, position, implicit=implicit, meta=False)
+    except _Decline:
+        return None
+    inner = Dataset(elements)
+    encoding = default_encoding
+    if _CHARSET in elements:
+        encoding = convert_encodings(convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
+    inner.set_original_encoding(implicit, True, encoding)
+    ds = FileDataset(io.BytesIO(data), inner, data[:128], file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, inner._character_set)
+    return ds, stop
+
+
+def _check_first_vr(data: bytes, position: int, implicit: bool) -> None:
+    """pydicom switches encodings when the first element's VR says otherwise: not handled here."""
+    vr = data[position + 4:position + 6]
+    if len(vr) < 2:
+        return
+    looks_implicit = not (0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B)
+    group, element = _GROUP_ELEMENT(data, position)
+    if looks_implicit != implicit and (group << 16 | element) not in _PIXEL_TAGS:
+        raise _Decline
+
+
+def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool) -> tuple[dict, int]:
+    """Elements from position on, as pydicom's data_element_generator yields them, up to the
+    pixel data (or the end of group 0002 when meta); and where reading stopped."""
+    elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    end = len(data)
+    previous = -1
+    encoding: str | list[str] = default_encoding
+    unpack = _IMPLICIT if implicit else _EXPLICIT
+    new = tuple.__new__
+    vr: str | None = None
+    header = 8
+    while position + 8 <= end:
+        if implicit:
+            group, element, length = unpack(data, position)
+        else:
+            group, element, raw_vr, length = unpack(data, position)
+            if meta and group != 2:
+                return elements, position
+            vr = _VR_NAMES.get(raw_vr)
+            if vr is None:
+                raise _Decline  # unknown VR, or implicit VR inside an explicit dataset
+            header = 8
+            if raw_vr in _LONG_VRS:
+                if data[position + 6:position + 8] != b"\x00\x00":
+                    raise _Decline  # reserved bytes pydicom would not write back
+                length = _UL(data, position + 8)[0]
+                header = 12
+        tag = group << 16 | element
+        if tag <= previous or tag == _ITEM_DELIMITER:
+            raise _Decline  # out of order or repeated: pydicom keeps the last, writes in order
+        if tag >= 0x7FE00008 and tag in _PIXEL_TAGS:
+            return elements, position
+        previous = tag
+        start = position + header
+        if length == _UNDEFINED:
+            if meta:
+                raise _Decline
+            sequence, position = _undefined_length_sequence(data, tag, vr, start, implicit, encoding)
+            elements[sequence.tag] = sequence
+            continue
+        position = start + length
+        if position > end:
+            raise _Decline  # truncated: pydicom warns and keeps what it read
+        value = data[start:position] if length else empty_value_for_VR(vr, raw=True)
+        key = BaseTag(tag)
+        elements[key] = new(RawDataElement, (key, vr, length, value, start, implicit, True, True, False))
+        if tag == _CHARSET:
+            encoding = convert_encodings(convert_string(value or b"", True))
+    if position != end:
+        raise _Decline  # a few stray bytes at the end
+    return elements, end
+
+
+def _undefined_length_sequence(data: bytes, tag: int, vr: str | None, start: int, implicit: bool,
+                               encoding: str | list[str]) -> tuple[DataElement, int]:
+    """An undefined-length sequence, parsed by pydicom's read_sequence as its reader does."""
+    if vr == "UN":
+        vr = "SQ"  # pydicom's infer_sq_for_un_vr
+    elif vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            group, element = _GROUP_ELEMENT(data, start)
+            vr = "SQ" if group << 16 | element == _ITEM else None
+    if vr != "SQ":
+        raise _Decline  # undefined-length values other than sequences (rare before the pixel data)
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    sequence = read_sequence(stream, implicit, True, _UNDEFINED, encoding)
+    return DataElement(BaseTag(tag), "SQ", sequence, start, is_undefined_length=True), stream.tell()
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def encode_file_fast(ds: Dataset) -> bytes | None:
+    """The bytes ``instance.encode_file(ds)`` writes, or None where this writer does not apply
+    (a deflated or unknown transfer syntax, a dataset to be re-encoded in another encoding or
+    character set, a file meta group that pydicom would refuse)."""
+    syntax = UID(str(ds.file_meta.TransferSyntaxUID))
+    if not syntax.is_transfer_syntax or syntax.is_deflated or not syntax.is_little_endian:
+        return None
+    implicit = syntax.is_implicit_VR
+    if ds.original_encoding != (implicit, True) or ds.original_character_set != ds._character_set:
+        return None  # write_dataset would decode and re-encode every element
+    try:
+        meta = DicomBytesIO()
+        write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    except (ValueError, AttributeError):
+        return None  # encode_file raises the same, naming the problem
+    parts = [ds.preamble or b"\x00" * 128, b"DICM", meta.getvalue()]
+    encodings = ds.get("SpecificCharacterSet", default_encoding)  # as write_dataset: decodes it
+    d = ds._dict
+    for tag in sorted(d):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue  # retired group lengths are not written
+        elem = d[tag]
+        header = _raw_header(elem, implicit) if elem.__class__ is RawDataElement else None
+        if header is None:
+            parts.append(_element_bytes(elem, implicit, encodings))
+        else:
+            parts.append(header)
+            parts.append(elem.value or b"")
+    return b"".join(parts)
+
+
+def _raw_header(elem: RawDataElement, implicit: bool) -> bytes | None:
+    """The tag, VR and length pydicom writes before a raw element's bytes; None where pydicom
+    writes something else too (undefined length, a value too long for its VR, no VR)."""
+    tag, vr, length = elem.tag, elem.VR, len(elem.value or b"")
+    if elem.length == _UNDEFINED:
+        return None
+    if implicit:
+        return _TAG_IMPLICIT(tag >> 16, tag & 0xFFFF, length)
+    if vr in _LONG_VR_NAMES:
+        return _TAG_UL(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), length)
+    if vr is None or len(vr) != 2 or length > 0xFFFF:
+        return None
+    return _TAG_US(tag >> 16, tag & 0xFFFF, vr.encode("ascii"), length)
+
+
+def _element_bytes(elem: RawDataElement | DataElement, implicit: bool, encodings) -> bytes:
+    """One element as pydicom's write_dataset writes it."""
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, implicit
+    write_data_element(out, elem, encodings)
+    return out.getvalue()

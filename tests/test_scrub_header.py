@@ -1,0 +1,113 @@
+"""The fast header path writes exactly what the pydicom path writes (a differential test).
+
+``scrub_instance(..., reference=True)`` is the pydicom path all the way: dcmread, the walker over
+every element, pydicom's writer. The default path reads the header with extractor.scrub.header,
+settles most elements by tag (extractor.scrub.metadata.settled) and writes raw elements as their
+bytes. For every file pydicom bundles and every file of a demo archive, under every shipped
+profile, in folder mode and with cohort-mode parameters, both must end in the same outcome and
+write byte-identical files. Where the fast reader or writer does not handle a file it hands it to
+pydicom; the test also checks that it does handle the common files, so it cannot pass by
+declining everything.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import TEST_DEID_KEY
+
+from extractor.demo_data import make_demo_archive
+from extractor.scrub.header import encode_file_fast, read_header_fast
+from extractor.scrub.instance import ScrubJob, ScrubSettings, compile_settings, read_header, scrub_instance
+from extractor.scrub.metadata import shipped_profile_names
+from extractor.scrub.settings import ALLOWLIST, DEFAULT_PIXEL_SCRIPTS, PROFILES_DIR
+
+PYDICOM_FILES = sorted(p for p in (Path(pydicom.__file__).parent / "data" / "test_files").rglob("*") if p.is_file())
+COHORT_PARAMETERS = (("PatientID", "P000123"), ("PatientName", "SUBJECT^123"), ("AccessionNumber", "A77"),
+                     ("StudyDescription", "CT CHEST"), ("SeriesDescription", "AXIAL"))
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory) -> list[Path]:
+    archive = make_demo_archive(tmp_path_factory.mktemp("header") / "demo", seed=3, patients=10)
+    return sorted(p for p in archive.dicom_dir.rglob("*") if p.is_file())
+
+
+def _settings(profile: str, out: Path) -> ScrubSettings:
+    return ScrubSettings(
+        profile_path=str(PROFILES_DIR / f"{profile}.toml"),
+        destination=str(out),
+        key=TEST_DEID_KEY,
+        allowlist_path=str(ALLOWLIST),
+        pixel_scripts=tuple(str(p) for p in DEFAULT_PIXEL_SCRIPTS),
+    )
+
+
+def _compare(files: list[Path], profile: str, tmp_path: Path, parameters: tuple = ()) -> list[str]:
+    """Scrub every file both ways; return the differences (empty when the paths agree)."""
+    fast_settings, reference_settings = _settings(profile, tmp_path / "fast"), _settings(profile, tmp_path / "reference")
+    fast_compiled, reference_compiled = compile_settings(fast_settings), compile_settings(reference_settings)
+    differences = []
+    for path in files:
+        job = ScrubJob(str(path), subject="person:7" if parameters else "", parameters=parameters)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fast = scrub_instance(job, fast_settings, fast_compiled)
+            reference = scrub_instance(job, reference_settings, reference_compiled, reference=True)
+        fast_row, reference_row = asdict(fast), asdict(reference)
+        for row, root in ((fast_row, "fast"), (reference_row, "reference")):
+            row.pop("seconds")
+            row["output"] = row["output"] and Path(row["output"]).relative_to(tmp_path / root).as_posix()
+        if fast_row != reference_row:
+            differences.append(f"{path.name}: outcome {fast_row} != {reference_row}")
+        elif fast.output and Path(fast.output).read_bytes() != Path(reference.output).read_bytes():
+            differences.append(f"{path.name}: the written files differ")
+    return differences
+
+
+@pytest.mark.parametrize("profile", shipped_profile_names())
+def test_pydicom_test_files_scrub_identically(profile: str, tmp_path: Path) -> None:
+    assert _compare(PYDICOM_FILES, profile, tmp_path) == []
+
+
+@pytest.mark.parametrize("profile", shipped_profile_names())
+def test_demo_archive_scrubs_identically(profile: str, demo_files: list[Path], tmp_path: Path) -> None:
+    assert _compare(demo_files, profile, tmp_path) == []
+    assert _compare(demo_files, profile, tmp_path / "cohort", COHORT_PARAMETERS) == []
+
+
+def test_fast_reader_reads_what_pydicom_reads(demo_files: list[Path]) -> None:
+    """The same elements (raw bytes, offsets, decoded sequences), file meta and encoding as dcmread."""
+    read = 0
+    for path in PYDICOM_FILES + demo_files:
+        data = path.read_bytes()
+        fast = read_header_fast(data)
+        if fast is None:
+            continue
+        read += 1
+        ds, offset = fast
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference, reference_offset = read_header(data)
+        assert offset == reference_offset, path.name
+        assert list(ds._dict) == list(reference._dict), path.name
+        for tag, elem in reference._dict.items():
+            assert type(ds._dict[tag]) is type(elem) and ds._dict[tag] == elem, (path.name, tag)
+        assert dict(ds.file_meta._dict) == dict(reference.file_meta._dict), path.name
+        assert (ds.preamble, ds.original_encoding, ds.original_character_set) == (
+            reference.preamble, reference.original_encoding, reference.original_character_set), path.name
+    assert read >= 150 + len(demo_files) * 9 // 10  # declines only what it does not handle
+
+
+def test_fast_path_handles_the_common_files(demo_files: list[Path]) -> None:
+    """Little-endian files are read and written by the fast path, not handed back to pydicom."""
+    common = [p for p in demo_files if read_header_fast(p.read_bytes()) is not None]
+    assert len(common) >= len(demo_files) * 9 // 10
+    for path in common[:40]:
+        ds, _ = read_header_fast(path.read_bytes())
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.file_meta.get("MediaStorageSOPInstanceUID") or "1.2.3"
+        assert encode_file_fast(ds) is not None, path.name
