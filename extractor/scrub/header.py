@@ -24,7 +24,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_sequence
-from pydicom.filewriter import write_data_element, write_file_meta_info
+from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.values import convert_string
@@ -188,32 +188,67 @@ def encode_file_fast(ds: Dataset) -> bytes | None:
     implicit = syntax.is_implicit_VR
     if ds.original_encoding != (implicit, True) or ds.original_character_set != ds._character_set:
         return None  # write_dataset would decode and re-encode every element
-    try:
-        meta = DicomBytesIO()
-        write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
-    except (ValueError, AttributeError):
-        return None  # encode_file raises the same, naming the problem
-    parts = [ds.preamble or b"\x00" * 128, b"DICM", meta.getvalue()]
+    meta = _file_meta_bytes(ds.file_meta)
+    if meta is None:
+        return None
+    parts = [ds.preamble or b"\x00" * 128, b"DICM", meta]
     encodings = ds.get("SpecificCharacterSet", default_encoding)  # as write_dataset: decodes it
     d = ds._dict
     for tag in sorted(d):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written
         elem = d[tag]
-        header = _raw_header(elem, implicit) if elem.__class__ is RawDataElement else None
+        header = None
+        if elem.__class__ is RawDataElement:
+            if elem.value is None:
+                elem = ds[tag]  # pydicom's get_item reads such an element before writing it
+            else:
+                header = _raw_header(elem, implicit)
         if header is None:
             parts.append(_element_bytes(elem, implicit, encodings))
         else:
             parts.append(header)
-            parts.append(elem.value or b"")
+            parts.append(elem.value)
     return b"".join(parts)
+
+
+# The file meta regenerate_file_meta writes: its elements, their VRs, and the padding pydicom adds.
+_META_VRS = {0x00020001: "OB", 0x00020002: "UI", 0x00020003: "UI", 0x00020010: "UI", 0x00020012: "UI", 0x00020013: "SH"}
+_META_REQUIRED = frozenset({0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012})
+_PADDING = {"OB": b"\x00", "UI": b"\x00", "SH": b" "}
+
+
+def _file_meta_bytes(meta: FileMetaDataset) -> bytes | None:
+    """What write_file_meta_info(enforce_standard=True) writes for a file meta group as
+    regenerate_file_meta builds it (ASCII values, no group length yet); None for anything else,
+    including a group pydicom would complete or refuse."""
+    body = []
+    present = set()
+    for tag, elem in sorted(meta._dict.items()):
+        vr = _META_VRS.get(tag)
+        value = elem.value
+        if vr is None or elem.__class__ is not DataElement or elem.VR != vr or not value:
+            return None
+        if vr != "OB":
+            if not isinstance(value, str) or not value.isascii():
+                return None
+            value = value.encode("ascii")
+        if len(value) & 1:
+            value += _PADDING[vr]
+        body.append((_TAG_UL if vr == "OB" else _TAG_US)(2, tag & 0xFFFF, vr.encode("ascii"), len(value)))
+        body.append(value)
+        present.add(tag)
+    if not _META_REQUIRED <= present:
+        return None
+    encoded = b"".join(body)
+    return _TAG_US(2, 0, b"UL", 4) + len(encoded).to_bytes(4, "little") + encoded
 
 
 def _raw_header(elem: RawDataElement, implicit: bool) -> bytes | None:
     """The tag, VR and length pydicom writes before a raw element's bytes; None where pydicom
     writes something else too (undefined length, a value too long for its VR, no VR)."""
-    tag, vr, length = elem.tag, elem.VR, len(elem.value or b"")
-    if elem.length == _UNDEFINED:
+    tag, vr, length = elem.tag, elem.VR, len(elem.value)
+    if elem.length == _UNDEFINED or elem.is_implicit_VR != implicit or not elem.is_little_endian:
         return None
     if implicit:
         return _TAG_IMPLICIT(tag >> 16, tag & 0xFFFF, length)
