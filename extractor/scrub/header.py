@@ -193,15 +193,13 @@ def encode_file_fast(ds: Dataset) -> bytes | None:
         return None
     parts = [ds.preamble or b"\x00" * 128, b"DICM", meta]
     encodings = ds.get("SpecificCharacterSet", default_encoding)  # as write_dataset: decodes it
-    d = ds._dict
-    for tag in sorted(d):
+    for tag, key, elem in sorted(zip(map(int, ds._dict), ds._dict, ds._dict.values())):  # ints: C comparisons
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written
-        elem = d[tag]
         header = None
         if elem.__class__ is RawDataElement:
             if elem.value is None:
-                elem = ds[tag]  # pydicom's get_item reads such an element before writing it
+                elem = ds[key]  # pydicom's get_item reads such an element before writing it
             else:
                 header = _raw_header(elem, implicit)
         if header is None:

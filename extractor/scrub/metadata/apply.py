@@ -273,7 +273,7 @@ class _Walker:
         self._walk(ds, prefix, keymap, present)
 
     def _walk(self, ds: Dataset, prefix: str, keymap: dict, present) -> None:
-        unknown = present - KNOWN_TAGS
+        unknown = set(present).difference(KNOWN_TAGS)  # not `present - KNOWN_TAGS`: that iterates the dictionary
         known = present & KNOWN_TAGS if unknown else set(present)
         dropped: set[int] = set()
         if self.allowed is not None:

@@ -11,6 +11,8 @@ written bytes); only the report is not built for the elements settled by tag.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydicom.dataset import Dataset
 
 from extractor.scrub.metadata.apply import SPECIFIC_CHARACTER_SET, DeidContext, deidentify_metadata, regenerate_file_meta
@@ -24,70 +26,78 @@ from extractor.scrub.metadata.rules import (
     CompiledProfile,
 )
 
-KEPT, REMOVED, WALKED = True, False, None
 _MODALITY = 0x00080060
-_UNKNOWN = object()  # not in the DICOM dictionary: settled by _unknown_fate
-_tables: dict[int, tuple[CompiledProfile, dict[int, bool | None]]] = {}
+_PRIVATE_CREATOR_MASK, _PRIVATE_CREATOR = 0x1FF00, 0x10000  # (odd group, 00xx)
 
 
-def settled_table(compiled: CompiledProfile) -> dict[int, bool | None]:
-    """Per dictionary tag: KEPT or REMOVED when the walker's outcome follows from the tag alone,
-    WALKED when the walker must see the element. Empty in allowlist mode (all walked)."""
+@dataclass(frozen=True)
+class SettledTags:
+    """Dictionary tags whose outcome under a profile follows from the tag alone."""
+
+    removed: frozenset[int]
+    walked: frozenset[int]  # the walker must see these (any other dictionary tag is kept as it is)
+
+
+_tables: dict[int, tuple[CompiledProfile, SettledTags | None]] = {}
+
+
+def settled_tags(compiled: CompiledProfile) -> SettledTags | None:
+    """The walker's outcome by tag (its _walk and apply), once per compiled profile; None in
+    allowlist mode, where the modality decides what survives (everything is walked)."""
     cached = _tables.get(id(compiled))
     if cached is not None and cached[0] is compiled:
         return cached[1]
-    table: dict[int, bool | None] = {}
+    settled = None
     if not compiled.allowlist_mode:
-        walked = WRITTEN_BY_DEIDENTIFIER | {SPECIFIC_CHARACTER_SET, _MODALITY} | {a.tag for a in compiled.inserts}
-        rules = compiled.rules
-        for tag in KNOWN_TAGS:
-            rule = rules.get(tag)
-            if tag in walked or tag in SQ_TAGS and (rule is None or rule.action != REMOVE):
-                table[tag] = WALKED  # sequences are walked for their items
-            elif rule is None or rule.action == KEEP:
-                table[tag] = KEPT
-            elif rule.action == REMOVE:
-                table[tag] = REMOVED
-            else:
-                table[tag] = WALKED
-    _tables[id(compiled)] = (compiled, table)
-    return table
+        always_walked = WRITTEN_BY_DEIDENTIFIER | {SPECIFIC_CHARACTER_SET, _MODALITY} | {a.tag for a in compiled.inserts}
+        removed, walked = set(), set(always_walked & KNOWN_TAGS)
+        for tag in KNOWN_TAGS - always_walked:
+            rule = compiled.rules.get(tag)
+            action = rule.action if rule is not None else None
+            if action == REMOVE:
+                removed.add(tag)
+            elif tag in SQ_TAGS or action not in (None, KEEP):
+                walked.add(tag)  # sequences are walked for their items; other actions need the value
+        settled = SettledTags(frozenset(removed), frozenset(walked))
+    _tables[id(compiled)] = (compiled, settled)
+    return settled
 
 
-def _unknown_fate(tag: int, compiled: CompiledProfile) -> bool | None:
-    """The walker's outside_dictionary, for the cases decided by the tag alone."""
-    if tag >> 16 & 1:
-        return WALKED if compiled.safe_private else REMOVED  # private: removed unless listed safe
-    if tag & 0xFFFF == 0 or tag >> 16 < 3:
-        return REMOVED  # group lengths, file meta and command elements
-    return WALKED
+def _split_unknown(tags: set[int], compiled: CompiledProfile) -> tuple[set[int], set[int]]:
+    """(removed, walked) among tags outside the dictionary, as the walker's outside_dictionary
+    decides them by tag: private elements go unless some are listed safe; group lengths, file
+    meta and command elements go; ranges, repeating groups and unknown attributes are walked."""
+    private = {t for t in tags if t & 0x10000}
+    other = tags - private
+    removed = {t for t in other if t & 0xFFFF == 0 or t >> 16 < 3}
+    walked = other - removed
+    if compiled.safe_private:
+        return removed, walked | private
+    return removed | private, walked
 
 
 def deidentify_settled(ds: Dataset, profile: Profile, context: DeidContext) -> None:
     """What ``deidentify_metadata(ds, profile, context)`` does to ``ds`` (file meta included)."""
     compiled = profile.compiled
-    table = settled_table(compiled)
-    if not table:
+    settled = settled_tags(compiled)
+    if settled is None:
         deidentify_metadata(ds, profile, context)
         return
     d = ds._dict
-    walked: dict = {}
-    private_creator_removed = False
-    keys = list(d)
-    for key, tag in zip(keys, map(int, keys)):
-        fate = table.get(tag, _UNKNOWN)
-        if fate is _UNKNOWN:
-            fate = _unknown_fate(tag, compiled)
-        if fate is KEPT:
-            continue
-        elem = d.pop(key)
-        if fate is WALKED:
-            walked[key] = elem
-        elif tag & 0x1FF00 == 0x10000:
-            private_creator_removed = True
-    if private_creator_removed and ds._private_blocks:
-        ds._private_blocks = {}
-    rest = Dataset(walked)
+    keymap = dict(zip(map(int, d), d))
+    present = set(keymap)
+    removed = present & settled.removed
+    walked = present & settled.walked
+    unknown = present.difference(KNOWN_TAGS)  # iterates present, not the dictionary
+    if unknown:
+        unknown_removed, unknown_walked = _split_unknown(unknown, compiled)
+        removed |= unknown_removed
+        walked |= unknown_walked
+        if ds._private_blocks and any(t & _PRIVATE_CREATOR_MASK == _PRIVATE_CREATOR for t in unknown_removed):
+            ds._private_blocks = {}
+    for tag in removed:
+        del d[keymap[tag]]
+    rest = Dataset({keymap[tag]: d.pop(keymap[tag]) for tag in walked})
     rest.set_original_encoding(*ds.original_encoding, ds.original_character_set)
     deidentify_metadata(rest, profile, context, regenerate_meta=False)
     d.update(rest._dict)
