@@ -19,10 +19,11 @@ import io
 from struct import Struct
 
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.multival import MultiValue
 from pydicom.filereader import read_sequence
 from pydicom.filewriter import write_data_element
 from pydicom.tag import BaseTag
@@ -51,6 +52,9 @@ _EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _EXPLICIT_BIG = "1.2.840.10008.1.2.2"
 _NOT_HANDLED = frozenset({_DEFLATED, _EXPLICIT_BIG})
+
+
+_BASE_TAGS: dict[int, BaseTag] = {}  # BaseTag objects are immutable; a header's tags recur from file to file
 
 
 class _Decline(Exception):
@@ -82,13 +86,9 @@ def read_header_fast(data: bytes) -> tuple[FileDataset, int] | None:
         elements, stop = _read_elements(data, position, implicit=implicit, meta=False)
     except _Decline:
         return None
-    inner = Dataset(elements)
-    encoding = default_encoding
-    if _CHARSET in elements:
-        encoding = convert_encodings(convert_raw_data_element(elements[BaseTag(_CHARSET)]).value)
-    inner.set_original_encoding(implicit, True, encoding)
-    ds = FileDataset(io.BytesIO(data), inner, data[:128], file_meta, implicit, True)
-    ds.set_original_encoding(implicit, True, inner._character_set)
+    # What read_partial builds; its inner Dataset and the encoding computed for it are not kept.
+    ds = FileDataset(io.BytesIO(data), elements, data[:128], file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, ds._character_set)  # decodes the character set, as pydicom does
     return ds, stop
 
 
@@ -110,8 +110,10 @@ def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool) ->
     end = len(data)
     previous = -1
     encoding: str | list[str] = default_encoding
-    unpack = _IMPLICIT if implicit else _EXPLICIT
-    new = tuple.__new__
+    unpack, unpack_length, vr_names, long_vrs = (_IMPLICIT if implicit else _EXPLICIT), _UL, _VR_NAMES, _LONG_VRS
+    new, raw_element, base_tag, tags = tuple.__new__, RawDataElement, BaseTag, _BASE_TAGS
+    if len(tags) > 100_000:
+        tags.clear()
     vr: str | None = None
     header = 8
     while position + 8 <= end:
@@ -121,20 +123,22 @@ def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool) ->
             group, element, raw_vr, length = unpack(data, position)
             if meta and group != 2:
                 return elements, position
-            vr = _VR_NAMES.get(raw_vr)
+            vr = vr_names.get(raw_vr)
             if vr is None:
                 raise _Decline  # unknown VR, or implicit VR inside an explicit dataset
-            header = 8
-            if raw_vr in _LONG_VRS:
+            if raw_vr in long_vrs:
                 if data[position + 6:position + 8] != b"\x00\x00":
                     raise _Decline  # reserved bytes pydicom would not write back
-                length = _UL(data, position + 8)[0]
+                length = unpack_length(data, position + 8)[0]
                 header = 12
+            else:
+                header = 8
         tag = group << 16 | element
-        if tag <= previous or tag == _ITEM_DELIMITER:
-            raise _Decline  # out of order or repeated: pydicom keeps the last, writes in order
-        if tag >= 0x7FE00008 and tag in _PIXEL_TAGS:
-            return elements, position
+        if tag <= previous or tag >= 0x7FE00008:
+            if tag in _PIXEL_TAGS:
+                return elements, position
+            if tag <= previous or tag == _ITEM_DELIMITER:
+                raise _Decline  # out of order or repeated: pydicom keeps the last, writes in order
         previous = tag
         start = position + header
         if length == _UNDEFINED:
@@ -146,11 +150,15 @@ def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool) ->
         position = start + length
         if position > end:
             raise _Decline  # truncated: pydicom warns and keeps what it read
-        value = data[start:position] if length else empty_value_for_VR(vr, raw=True)
-        key = BaseTag(tag)
-        elements[key] = new(RawDataElement, (key, vr, length, value, start, implicit, True, True, False))
+        key = tags.get(tag)
+        if key is None:
+            key = tags[tag] = base_tag(tag)
+        if length:
+            elements[key] = new(raw_element, (key, vr, length, data[start:position], start, implicit, True, True, False))
+        else:
+            elements[key] = new(raw_element, (key, vr, 0, empty_value_for_VR(vr, raw=True), start, implicit, True, True, False))
         if tag == _CHARSET:
-            encoding = convert_encodings(convert_string(value or b"", True))
+            encoding = convert_encodings(convert_string(elements[key].value or b"", True))
     if position != end:
         raise _Decline  # a few stray bytes at the end
     return elements, end
@@ -258,8 +266,42 @@ def _raw_header(elem: RawDataElement, implicit: bool) -> bytes | None:
 
 
 def _element_bytes(elem: RawDataElement | DataElement, implicit: bool, encodings) -> bytes:
-    """One element as pydicom's write_dataset writes it."""
-    out = DicomBytesIO()
-    out.is_little_endian, out.is_implicit_VR = True, implicit
-    write_data_element(out, elem, encodings)
-    return out.getvalue()
+    """One element as pydicom's write_dataset writes it; remembered for plain text and integer
+    values, which recur from file to file of a series (SOP class, modality, manufacturer, ...)."""
+    key = _memo_key(elem, implicit, encodings)
+    encoded = _ENCODED.get(key) if key is not None else None
+    if encoded is None:
+        out = DicomBytesIO()
+        out.is_little_endian, out.is_implicit_VR = True, implicit
+        write_data_element(out, elem, encodings)
+        encoded = out.getvalue()
+        if key is not None:
+            if len(_ENCODED) >= _ENCODED_MAX:
+                _ENCODED.clear()
+            _ENCODED[key] = encoded
+    return encoded
+
+
+_ENCODED: dict[tuple, bytes] = {}
+_ENCODED_MAX = 4096
+_MEMO_LENGTH_MAX = 256
+_PLAIN_TYPES = (str, UID, int, bytes)  # exact types: their writing depends on the value alone
+
+
+def _memo_key(elem: RawDataElement | DataElement, implicit: bool, encodings) -> tuple | None:
+    """What pydicom's written bytes depend on, for a decoded element with a plain value; None
+    for anything else (sequences, numbers with their own formatting, person names, ...)."""
+    if elem.__class__ is not DataElement or elem.VR == "SQ":
+        return None
+    value = elem.value
+    if value.__class__ is MultiValue:
+        value = tuple(value)
+        if any(v.__class__ is not str for v in value):
+            return None
+    elif value.__class__ not in _PLAIN_TYPES:
+        return None
+    if value.__class__ is not int and len(value) > _MEMO_LENGTH_MAX:
+        return None  # pixel data and other long values are written once, not remembered
+    if encodings.__class__ is not str:
+        encodings = tuple(encodings)
+    return elem.tag, elem.VR, value.__class__, value, elem.is_undefined_length, implicit, encodings
