@@ -246,8 +246,10 @@ class _Walker:
         self.warnings = report.warnings
         self.allowed: frozenset[int] | None = None
         self.fast_text = False
-        self.uids: dict[str, str] = {}
-        self.dates: dict[str, str] = {}
+        # Pseudonyms are pure functions of (value, key[, subject]): shared by the walkers of a process,
+        # since a series repeats its study, series and frame UIDs, dates and descriptions file after file.
+        self.uids = _shared_cache(_UID_CACHES, context.key)
+        self.dates = _shared_cache(_DATE_CACHES, (context.key, context.subject, context.deid_parameters))
 
     def add(self, path: str, action: str, rule: str) -> None:
         self.entries.append(_tuple_new(ReportEntry, (path, action, rule)))
@@ -464,7 +466,7 @@ class _Walker:
                 _delete(ds, tag)
                 self.add(path, REMOVED, f"{rule.origin}: VR {vr} cannot be cleaned")
                 return
-            out = [redact_text(v, self.tokens) or "" for v in values]
+            out = [_redact(v, self.tokens) for v in values]
             self.put(ds, tag, elem, raw, vr, out)
             for v in out:
                 self.check_length(path, vr, v)
@@ -649,6 +651,26 @@ class _Walker:
                 new = attr.fallback
             ds[tag] = DataElement(tag, vr, new, validation_mode=_IGNORE)
             self.add(_name(tag), ADDED, "profile (insert)")
+
+
+_UID_CACHES: dict[Any, dict[str, str]] = {}  # per key: UID -> pseudonym
+_DATE_CACHES: dict[Any, dict[str, str]] = {}  # per (key, subject, parameters): YYYYMMDD -> shifted
+_SHARED_CACHE_MAX = 50_000
+
+
+def _shared_cache(caches: dict[Any, dict[str, str]], owner: Any) -> dict[str, str]:
+    """The owner's cache, emptied when it grows large (memory stays bounded on a long run)."""
+    cache = caches.get(owner)
+    if cache is None or len(cache) > _SHARED_CACHE_MAX:
+        if len(caches) > 1024:
+            caches.clear()
+        cache = caches[owner] = {}
+    return cache
+
+
+@lru_cache(maxsize=4096)
+def _redact(text: str, allowlist: frozenset[str]) -> str:
+    return redact_text(text, allowlist) or ""
 
 
 def _byte_transparent(ds: Dataset) -> bool:
