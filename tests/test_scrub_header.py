@@ -120,3 +120,20 @@ def test_fast_writer_writes_what_pydicom_writes(demo_files: list[Path]) -> None:
             written += 1
             assert fast == reference, path.name
     assert written >= 150 + len(demo_files) * 9 // 10  # hands back only what it does not handle
+
+
+@pytest.mark.parametrize(("script", "skips"), [
+    ('Modality.equals("CT")', True),
+    ('[0019[GEMS_ACQU_01]10].equals("x")', False),  # a private element by its creator
+    ('[0009,1001].equals("x")', False),  # a private element by its tag
+])
+def test_private_elements_are_read_when_a_script_reads_them(script: str, skips: bool, tmp_path: Path) -> None:
+    """The fast reader leaves private elements out only when nothing would see them."""
+    path = tmp_path / "allow.script"
+    path.write_text(script)
+    settings = ScrubSettings(profile_path=str(PROFILES_DIR / "pre-irb.toml"), destination=str(tmp_path / "out"),
+                             key=TEST_DEID_KEY, allowlist_path=str(ALLOWLIST), allow_scripts=(str(path),))
+    assert compile_settings(settings).skip_private is skips
+    safe_private = ScrubSettings(profile_path=str(PROFILES_DIR / "post-irb-limited.toml"), destination=str(tmp_path / "out"),
+                                 key=TEST_DEID_KEY, allowlist_path=str(ALLOWLIST))
+    assert compile_settings(safe_private).skip_private is False  # it keeps the safe ones

@@ -64,9 +64,12 @@ class _Decline(Exception):
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_header_fast(data: bytes) -> tuple[FileDataset, int] | None:
+def read_header_fast(data: bytes, skip_private: bool = False) -> tuple[FileDataset, int] | None:
     """What ``instance.read_header`` returns (the dataset up to its pixel data and the offset of
-    the pixel data element), or None when this reader does not handle the file."""
+    the pixel data element), or None when this reader does not handle the file.
+
+    ``skip_private`` leaves the top-level private elements out, for a caller that would only
+    remove them (its profile keeps no private element and nothing it runs reads one)."""
     if len(data) < 132 or data[128:132] != b"DICM":
         return None
     try:
@@ -83,7 +86,7 @@ def read_header_fast(data: bytes) -> tuple[FileDataset, int] | None:
     implicit = syntax == _IMPLICIT_LITTLE  # any other syntax is explicit VR little endian, as in pydicom
     try:
         _check_first_vr(data, position, implicit)
-        elements, stop = _read_elements(data, position, implicit=implicit, meta=False)
+        elements, stop = _read_elements(data, position, implicit=implicit, meta=False, skip_private=skip_private)
     except _Decline:
         return None
     # What read_partial builds; its inner Dataset and the encoding computed for it are not kept.
@@ -103,7 +106,8 @@ def _check_first_vr(data: bytes, position: int, implicit: bool) -> None:
         raise _Decline
 
 
-def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool) -> tuple[dict, int]:
+def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool,
+                   skip_private: bool = False) -> tuple[dict, int]:
     """Elements from position on, as pydicom's data_element_generator yields them, up to the
     pixel data (or the end of group 0002 when meta); and where reading stopped."""
     elements: dict[BaseTag, RawDataElement | DataElement] = {}
@@ -145,11 +149,14 @@ def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool) ->
             if meta:
                 raise _Decline
             sequence, position = _undefined_length_sequence(data, tag, vr, start, implicit, encoding)
-            elements[sequence.tag] = sequence
+            if not (skip_private and group & 1):
+                elements[sequence.tag] = sequence
             continue
         position = start + length
         if position > end:
             raise _Decline  # truncated: pydicom warns and keeps what it read
+        if skip_private and group & 1:
+            continue
         key = tags.get(tag)
         if key is None:
             key = tags[tag] = base_tag(tag)

@@ -78,18 +78,23 @@ class _Compiled:
     allowlist: frozenset[str]
     parameters: DeidParameters
     sink: object
+    skip_private: bool  # the profile removes every private element and no script reads one
 
 
 @lru_cache(maxsize=4)
 def compile_settings(settings: ScrubSettings) -> _Compiled:
     """Load the profile, scripts and allowlist once per process."""
+    profile = load_profile(Path(settings.profile_path))
+    allow_scripts = tuple(load_filter_script(Path(p)) for p in settings.allow_scripts)
+    pixel_scripts = tuple(load_pixel_script(Path(p)) for p in settings.pixel_scripts)
     return _Compiled(
-        profile=load_profile(Path(settings.profile_path)),
-        allow_scripts=tuple(load_filter_script(Path(p)) for p in settings.allow_scripts),
-        pixel_scripts=tuple(load_pixel_script(Path(p)) for p in settings.pixel_scripts),
+        profile=profile,
+        allow_scripts=allow_scripts,
+        pixel_scripts=pixel_scripts,
         allowlist=load_allowlist(settings.allowlist_path),
         parameters=DeidParameters(jitter_days_max=settings.jitter_days_max),
         sink=open_sink(settings.destination),
+        skip_private=not profile.compiled.safe_private and not any(s.reads_private for s in allow_scripts + pixel_scripts),
     )
 
 
@@ -120,7 +125,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     if not looks_like_dicom(data[:132]):
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
         raise ValueError(outcome.error)
-    ds, pixel_offset = (None if reference else read_header_fast(data)) or read_header(data)
+    ds, pixel_offset = (None if reference else read_header_fast(data, compiled.skip_private)) or read_header(data)
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
     outcome.series_instance_uid = str(ds.get("SeriesInstanceUID", "")) or None

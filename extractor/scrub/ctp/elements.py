@@ -74,6 +74,12 @@ class ElementPath:
     refs: tuple[ElementRef, ...]
     text: str  # as written in the script
 
+    @property
+    def reads_private(self) -> bool:
+        """Whether the path names a private element at the top level of the dataset."""
+        first = self.refs[0]
+        return isinstance(first, PrivateRef) or (first.tag >> 16) % 2 == 1
+
     def value_in(self, ds: Dataset) -> str:
         current = ds
         for ref in self.refs[:-1]:
