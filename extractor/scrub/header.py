@@ -76,10 +76,8 @@ def read_header_fast(data: bytes, skip_private: bool = False) -> tuple[FileDatas
         meta_elements, position = _read_elements(data, 132, implicit=False, meta=True)
     except _Decline:
         return None
-    file_meta = FileMetaDataset(meta_elements)
+    file_meta = FileMetaDataset(meta_elements)  # (pydicom's reader also decodes its first element; nothing reads it)
     file_meta.set_original_encoding(False, True, default_encoding)
-    if meta_elements:
-        file_meta[next(iter(meta_elements))]  # decoded by pydicom's reader too (its implicit VR check)
     syntax = file_meta.get("TransferSyntaxUID")
     if not syntax or syntax in _NOT_HANDLED or position + 8 > len(data) or data[position:position + 2] == b"\x00\x00":
         return None  # guessed syntax, big endian, deflated, no dataset, or a command set (group 0000) first
