@@ -266,7 +266,7 @@ class _Walker:
         present = keymap.keys()
         if SPECIFIC_CHARACTER_SET in present and prefix:  # an item with its own character set
             outer = self.fast_text
-            self.fast_text = _byte_transparent(ds)
+            self.fast_text = byte_transparent(ds)
             try:
                 self._walk(ds, prefix, keymap, present)
             finally:
@@ -673,7 +673,7 @@ def _redact(text: str, allowlist: frozenset[str]) -> str:
     return redact_text(text, allowlist) or ""
 
 
-def _byte_transparent(ds: Dataset) -> bool:
+def byte_transparent(ds: Dataset) -> bool:
     """True when the dataset's character set maps every byte below 0x80 to ASCII."""
     elem = ds._dict.get(SPECIFIC_CHARACTER_SET)
     if elem is None:
@@ -724,7 +724,7 @@ def deidentify_metadata(ds: Dataset, profile: Profile, context: DeidContext, reg
     if compiled.allowlist_mode:
         modality = ds.get(0x00080060)
         walker.allowed = profile.allowed_tags(str(modality.value) if modality is not None and modality.value else None) | {SPECIFIC_CHARACTER_SET}
-    walker.fast_text = _byte_transparent(ds)
+    walker.fast_text = byte_transparent(ds)
     walker.walk(ds, "")
     walker.insert(ds)
     _record_method(ds, profile, context, report, walker)
