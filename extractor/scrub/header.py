@@ -20,7 +20,7 @@ from struct import Struct
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import DicomDictionary, dictionary_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.multival import MultiValue
@@ -54,6 +54,7 @@ _EXPLICIT_BIG = "1.2.840.10008.1.2.2"
 _NOT_HANDLED = frozenset({_DEFLATED, _EXPLICIT_BIG})
 
 
+_DICTIONARY_VR = {tag: entry[0] for tag, entry in DicomDictionary.items()}
 _BASE_TAGS: dict[int, BaseTag] = {}  # BaseTag objects are immutable; a header's tags recur from file to file
 
 
@@ -186,6 +187,26 @@ def _undefined_length_sequence(data: bytes, tag: int, vr: str | None, start: int
     stream.seek(start)
     sequence = read_sequence(stream, implicit, True, _UNDEFINED, encoding)
     return DataElement(BaseTag(tag), "SQ", sequence, start, is_undefined_length=True), stream.tell()
+
+
+_UID_BYTES = frozenset(b"0123456789.")
+
+
+def plain_uid(ds: Dataset, tag: int) -> str | None:
+    """A UID read straight from a raw element's bytes, where pydicom would decode it to the same
+    text and write it back as the same bytes (one value of digits and dots, padded with a single
+    NUL only to an even length): what str(ds[tag].value) gives, without decoding the element.
+    None otherwise (absent, decoded already, another VR, anything unusual): ask pydicom."""
+    elem = ds._dict.get(tag)
+    if elem is None or elem.__class__ is not RawDataElement or not elem.value:
+        return None
+    if elem.VR != "UI" and not (elem.VR is None and ds.original_encoding[0] and _DICTIONARY_VR.get(tag) == "UI"):
+        return None  # (an implicit VR element in a dataset read as explicit is written by pydicom only decoded)
+    value = elem.value
+    body = value[:-1] if value[-1] == 0 else value
+    if len(body) % 2 != len(value) - len(body) or not body or not _UID_BYTES.issuperset(body):
+        return None
+    return body.decode("ascii")
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -21,13 +21,14 @@ from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
-from extractor.scrub.header import encode_file_fast, read_header_fast
+from extractor.scrub.header import encode_file_fast, plain_uid, read_header_fast
 from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile
 from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
 from extractor.scrub.sinks import open_sink
 
 DEIDENTIFIED, FILTERED, QUARANTINED = "deidentified", "filtered", "quarantined"
+STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID = 0x0020000D, 0x0020000E, 0x00080018
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     ds, pixel_offset = (None if reference else read_header_fast(data, compiled.skip_private)) or read_header(data)
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
-    outcome.series_instance_uid = str(ds.get("SeriesInstanceUID", "")) or None
+    outcome.series_instance_uid = plain_uid(ds, SERIES_INSTANCE_UID) or str(ds.get("SeriesInstanceUID", "")) or None
 
     decision = decide(ds, transfer_syntax, compiled.allow_scripts)
     if not decision.passed:
@@ -162,7 +163,9 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     )
     # Both regenerate the file meta; the settled path walks only what the profile cannot settle by tag.
     (deidentify_metadata if reference else deidentify_settled)(ds, compiled.profile, context)
-    name = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+    study = plain_uid(ds, STUDY_INSTANCE_UID) or ds.StudyInstanceUID  # plain UIDs are not decoded
+    series = plain_uid(ds, SERIES_INSTANCE_UID) or str(ds.SeriesInstanceUID)
+    name = f"{study}/{series}/{plain_uid(ds, SOP_INSTANCE_UID) or ds.SOPInstanceUID}.dcm"
     if pixel_tail is not None and str(ds.file_meta.TransferSyntaxUID) != transfer_syntax:
         raise RuntimeError("the transfer syntax changed during the scrub; the source pixel bytes no longer fit")
     encoded = (None if reference else encode_file_fast(ds)) or encode_file(ds)
@@ -170,7 +173,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     outcome.output = compiled.sink.write(name, *parts)
     outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
-    outcome.scrubbed_series_uid = str(ds.SeriesInstanceUID)
+    outcome.scrubbed_series_uid = series
     outcome.outcome = DEIDENTIFIED
 
 

@@ -39,6 +39,7 @@ from extractor.deid.pseudonymize import (
     redact_text,
     shift_date,
 )
+from extractor.scrub.header import plain_uid
 from extractor.scrub.metadata.confidentiality import format_tag
 from extractor.scrub.metadata.profile import Profile
 from extractor.scrub.metadata.rules import (
@@ -814,12 +815,12 @@ def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None, *,
     (the file cannot be written) and non-strict leaves the element out.
     """
     old = ds.__dict__.get("file_meta") or FileMetaDataset()
-    sop_instance = _text(ds.get(0x00080018))
+    sop_instance = _uid_text(ds, 0x00080018)
     if not sop_instance and key is not None:
         sop_instance = hash_uid(_text(old.get(0x00020003)) or None, key) or ""
     if not sop_instance and strict:
         raise MetadataError("the dataset has no SOPInstanceUID: cannot write its file meta (instance not written)")
-    sop_class = _text(old.get(0x00020002)) or _text(ds.get(0x00080016))
+    sop_class = _uid_text(old, 0x00020002) or _uid_text(ds, 0x00080016)
     if not sop_class and strict:
         raise MetadataError("the dataset has no SOPClassUID and the file meta no MediaStorageSOPClassUID")
     syntax = transfer_syntax_uid or _text(old.get(0x00020010)) or _syntax_from_encoding(ds)
@@ -843,6 +844,11 @@ def _text(elem: DataElement | None) -> str:
     if elem is None or _is_empty(elem.value):
         return ""
     return str(elem.value).strip(" \x00")
+
+
+def _uid_text(ds: Dataset, tag: int) -> str:
+    """_text(ds.get(tag)) for a UI element; a plain UID is read without decoding the element."""
+    return plain_uid(ds, tag) or _text(ds.get(tag))
 
 
 def _syntax_from_encoding(ds: Dataset) -> str:
