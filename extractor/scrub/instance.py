@@ -21,7 +21,7 @@ from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
-from extractor.scrub.header import encode_file_fast, plain_uid, read_header_fast
+from extractor.scrub.header import encode_file_fast, plain_text, read_header_fast
 from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile
 from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
@@ -29,6 +29,7 @@ from extractor.scrub.sinks import open_sink
 
 DEIDENTIFIED, FILTERED, QUARANTINED = "deidentified", "filtered", "quarantined"
 STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID = 0x0020000D, 0x0020000E, 0x00080018
+MODALITY, TRANSFER_SYNTAX_UID = 0x00080060, 0x00020010
 
 
 @dataclass(frozen=True)
@@ -127,16 +128,16 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
         raise ValueError(outcome.error)
     ds, pixel_offset = (None if reference else read_header_fast(data, compiled.skip_private)) or read_header(data)
-    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    transfer_syntax = _single_text(ds.file_meta, TRANSFER_SYNTAX_UID, "TransferSyntaxUID") if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
-    outcome.series_instance_uid = plain_uid(ds, SERIES_INSTANCE_UID) or str(ds.get("SeriesInstanceUID", "")) or None
+    outcome.series_instance_uid = _single_text(ds, SERIES_INSTANCE_UID, "SeriesInstanceUID") or None
 
     decision = decide(ds, transfer_syntax, compiled.allow_scripts)
     if not decision.passed:
         outcome.outcome, outcome.rule = FILTERED, decision.rule
         return
     pixel_rule = next((r for r in (s.regions_for(ds) for s in compiled.pixel_scripts) if r is not None), None)
-    if pixel_rule is None and str(ds.get("Modality", "")).upper() == "US":
+    if pixel_rule is None and _single_text(ds, MODALITY, "Modality").upper() == "US":
         outcome.outcome, outcome.rule = FILTERED, "ultrasound-without-pixel-rule"
         return
     # Pixels left as they are travel as the source's bytes; pixels to blank need the whole dataset.
@@ -163,9 +164,9 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     )
     # Both regenerate the file meta; the settled path walks only what the profile cannot settle by tag.
     (deidentify_metadata if reference else deidentify_settled)(ds, compiled.profile, context)
-    study = plain_uid(ds, STUDY_INSTANCE_UID) or ds.StudyInstanceUID  # plain UIDs are not decoded
-    series = plain_uid(ds, SERIES_INSTANCE_UID) or str(ds.SeriesInstanceUID)
-    name = f"{study}/{series}/{plain_uid(ds, SOP_INSTANCE_UID) or ds.SOPInstanceUID}.dcm"
+    study = plain_text(ds, STUDY_INSTANCE_UID) or ds.StudyInstanceUID  # plain UIDs are not decoded
+    series = plain_text(ds, SERIES_INSTANCE_UID) or str(ds.SeriesInstanceUID)
+    name = f"{study}/{series}/{plain_text(ds, SOP_INSTANCE_UID) or ds.SOPInstanceUID}.dcm"
     if pixel_tail is not None and str(ds.file_meta.TransferSyntaxUID) != transfer_syntax:
         raise RuntimeError("the transfer syntax changed during the scrub; the source pixel bytes no longer fit")
     encoded = (None if reference else encode_file_fast(ds)) or encode_file(ds)
@@ -175,6 +176,12 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
     outcome.scrubbed_series_uid = series
     outcome.outcome = DEIDENTIFIED
+
+
+def _single_text(ds: Dataset, tag: int, keyword: str) -> str:
+    """str(ds.get(keyword, "")), read from the raw bytes where the value is plain and single."""
+    text = plain_text(ds, tag)
+    return text if text is not None and "\\" not in text else str(ds.get(keyword, ""))
 
 
 def encode_file(ds: Dataset) -> bytes:

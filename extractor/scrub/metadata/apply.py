@@ -39,7 +39,7 @@ from extractor.deid.pseudonymize import (
     redact_text,
     shift_date,
 )
-from extractor.scrub.header import plain_uid
+from extractor.scrub.header import plain_text
 from extractor.scrub.metadata.confidentiality import format_tag
 from extractor.scrub.metadata.profile import Profile
 from extractor.scrub.metadata.rules import (
@@ -823,7 +823,7 @@ def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None, *,
     sop_class = _uid_text(old, 0x00020002) or _uid_text(ds, 0x00080016)
     if not sop_class and strict:
         raise MetadataError("the dataset has no SOPClassUID and the file meta no MediaStorageSOPClassUID")
-    syntax = transfer_syntax_uid or _text(old.get(0x00020010)) or _syntax_from_encoding(ds)
+    syntax = transfer_syntax_uid or _uid_text(old, 0x00020010) or _syntax_from_encoding(ds)
     meta = FileMetaDataset()
     for tag, vr, value in (
         (0x00020001, "OB", b"\x00\x01"),
@@ -848,7 +848,7 @@ def _text(elem: DataElement | None) -> str:
 
 def _uid_text(ds: Dataset, tag: int) -> str:
     """_text(ds.get(tag)) for a UI element; a plain UID is read without decoding the element."""
-    return plain_uid(ds, tag) or _text(ds.get(tag))
+    return plain_text(ds, tag) or _text(ds.get(tag))
 
 
 def _syntax_from_encoding(ds: Dataset) -> str:
