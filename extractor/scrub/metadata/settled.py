@@ -27,6 +27,7 @@ from extractor.scrub.metadata.apply import (
 )
 from extractor.scrub.metadata.profile import Profile
 from extractor.scrub.metadata.rules import (
+    EMPTY,
     KEEP,
     KNOWN_TAGS,
     REMOVE,
@@ -46,6 +47,7 @@ class SettledTags:
     removed: frozenset[int]
     walked: frozenset[int]  # the walker must see these (any other dictionary tag is kept as it is)
     by_value: frozenset[int]  # walked for a value rule alone: the outcome follows from the value
+    emptied: frozenset[int]  # among those, emptied whatever the value
 
 
 _tables: dict[int, tuple[CompiledProfile, SettledTags | None]] = {}
@@ -69,7 +71,8 @@ def settled_tags(compiled: CompiledProfile) -> SettledTags | None:
             elif tag in SQ_TAGS or action not in (None, KEEP):
                 walked.add(tag)  # sequences are walked for their items; other actions need the value
         by_value = frozenset(walked - SQ_TAGS - always_walked)
-        settled = SettledTags(frozenset(removed), frozenset(walked), by_value)
+        emptied = frozenset(t for t in by_value if compiled.rules[t].action == EMPTY)
+        settled = SettledTags(frozenset(removed), frozenset(walked), by_value, emptied)
     _tables[id(compiled)] = (compiled, settled)
     return settled
 
@@ -135,7 +138,7 @@ def deidentify_settled(ds: Dataset, profile: Profile, context: DeidContext) -> N
             ds._private_blocks = {}
     for tag in removed:
         del d[keymap[tag]]
-    remembered, asked = _recall(ds, walked & settled.by_value, keymap, compiled, context)
+    remembered, asked = _recall(ds, walked & settled.by_value, settled.emptied, keymap, compiled, context)
     rest = Dataset({keymap[tag]: d.pop(keymap[tag]) for tag in walked if tag not in remembered})
     rest.set_original_encoding(*ds.original_encoding, ds.original_character_set)
     deidentify_metadata(rest, profile, context, regenerate_meta=False)
@@ -150,7 +153,7 @@ def deidentify_settled(ds: Dataset, profile: Profile, context: DeidContext) -> N
         regenerate_file_meta(ds, key=context.key, strict=False)
 
 
-def _recall(ds: Dataset, tags: set[int], keymap: dict, compiled: CompiledProfile,
+def _recall(ds: Dataset, tags: set[int], emptied: frozenset[int], keymap: dict, compiled: CompiledProfile,
             context: DeidContext) -> tuple[dict, dict]:
     """For raw elements walked for their value: {tag: (key, element after the walk, or None if
     removed)} for those met before (taken out of ds), and {key: (outcomes, outcome key, element)}
@@ -165,7 +168,8 @@ def _recall(ds: Dataset, tags: set[int], keymap: dict, compiled: CompiledProfile
         elem = d[key]
         if elem.__class__ is not RawDataElement or elem.length > _REMEMBERED_LENGTH_MAX:
             continue  # decoded already (by a filter, say), or a long value: the walker decides
-        outcome_key = (tag, elem.VR, elem.value, elem.is_implicit_VR, elem.is_little_endian)
+        value = None if tag in emptied else elem.value  # an emptied value's outcome does not depend on it
+        outcome_key = (tag, elem.VR, value, elem.is_implicit_VR, elem.is_little_endian)
         outcome = outcomes.get(outcome_key)
         if outcome is None:
             asked[key] = (outcomes, outcome_key, elem)
