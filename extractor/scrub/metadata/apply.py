@@ -824,17 +824,18 @@ def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None, *,
     if not sop_class and strict:
         raise MetadataError("the dataset has no SOPClassUID and the file meta no MediaStorageSOPClassUID")
     syntax = transfer_syntax_uid or _uid_text(old, 0x00020010) or _syntax_from_encoding(ds)
-    meta = FileMetaDataset()
-    for tag, vr, value in (
-        (0x00020001, "OB", b"\x00\x01"),
-        (0x00020002, "UI", sop_class),
-        (0x00020003, "UI", sop_instance),
-        (0x00020010, "UI", syntax),
-        (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
-        (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
-    ):
-        if value:
-            meta[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
+    meta = FileMetaDataset({  # built as a whole: one validation, not one per element
+        BaseTag(tag): DataElement(tag, vr, value, validation_mode=_IGNORE)
+        for tag, vr, value in (
+            (0x00020001, "OB", b"\x00\x01"),
+            (0x00020002, "UI", sop_class),
+            (0x00020003, "UI", sop_instance),
+            (0x00020010, "UI", syntax),
+            (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+            (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
+        )
+        if value
+    })
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
     return meta
