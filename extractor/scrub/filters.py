@@ -17,8 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
 
 from extractor.scrub.ctp import FilterScript
+from extractor.scrub.header import plain_text
 
 # A copy of sops.json from innolitics/dicom-standard (MIT), as in ../shared/dicom-standard (commit 7f4749d0)
 SOP_CLASSES_JSON = Path(__file__).with_name("sop_classes.json")
@@ -57,6 +59,9 @@ def image_sop_classes() -> frozenset[str]:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
+    text = plain_text(ds, tag_for_keyword(keyword))  # a plain UI or CS value is read without decoding it
+    if text is not None:
+        return text
     value = ds.get(keyword)
     if value is None:
         return ""

@@ -21,11 +21,15 @@ from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
+from extractor.scrub.header import encode_file_fast, plain_text, read_header_fast
 from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile
+from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
 from extractor.scrub.sinks import open_sink
 
 DEIDENTIFIED, FILTERED, QUARANTINED = "deidentified", "filtered", "quarantined"
+STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID = 0x0020000D, 0x0020000E, 0x00080018
+MODALITY, TRANSFER_SYNTAX_UID = 0x00080060, 0x00020010
 
 
 @dataclass(frozen=True)
@@ -76,18 +80,23 @@ class _Compiled:
     allowlist: frozenset[str]
     parameters: DeidParameters
     sink: object
+    skip_private: bool  # the profile removes every private element and no script reads one
 
 
 @lru_cache(maxsize=4)
 def compile_settings(settings: ScrubSettings) -> _Compiled:
     """Load the profile, scripts and allowlist once per process."""
+    profile = load_profile(Path(settings.profile_path))
+    allow_scripts = tuple(load_filter_script(Path(p)) for p in settings.allow_scripts)
+    pixel_scripts = tuple(load_pixel_script(Path(p)) for p in settings.pixel_scripts)
     return _Compiled(
-        profile=load_profile(Path(settings.profile_path)),
-        allow_scripts=tuple(load_filter_script(Path(p)) for p in settings.allow_scripts),
-        pixel_scripts=tuple(load_pixel_script(Path(p)) for p in settings.pixel_scripts),
+        profile=profile,
+        allow_scripts=allow_scripts,
+        pixel_scripts=pixel_scripts,
         allowlist=load_allowlist(settings.allowlist_path),
         parameters=DeidParameters(jitter_days_max=settings.jitter_days_max),
         sink=open_sink(settings.destination),
+        skip_private=not profile.compiled.safe_private and not any(s.reads_private for s in allow_scripts + pixel_scripts),
     )
 
 
@@ -96,11 +105,13 @@ def scrub_chunk(jobs: list[ScrubJob], settings: ScrubSettings) -> list[Outcome]:
     return [scrub_instance(job, settings, compiled) for job in jobs]
 
 
-def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled) -> Outcome:
+def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, reference: bool = False) -> Outcome:
+    """Scrub one file. ``reference=True`` takes the pydicom path all the way (read, walk every
+    element, write): the fast header path must write the same bytes (tests/test_scrub_header.py)."""
     started = time.perf_counter()
     outcome = Outcome(job.location, QUARANTINED)
     try:
-        _scrub(job, settings, compiled, outcome)
+        _scrub(job, settings, compiled, outcome, reference)
     except Exception as exc:  # noqa: BLE001 - any failure quarantines this instance; the run goes on
         outcome.outcome = QUARANTINED
         outcome.error_class = outcome.error_class or type(exc).__name__
@@ -109,24 +120,24 @@ def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled) 
     return outcome
 
 
-def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome: Outcome) -> None:
+def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome: Outcome, reference: bool) -> None:
     with open(job.location, "rb") as source:
         data = source.read()
     outcome.bytes_in = len(data)
     if not looks_like_dicom(data[:132]):
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
         raise ValueError(outcome.error)
-    ds, pixel_offset = read_header(data)
-    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    ds, pixel_offset = (None if reference else read_header_fast(data, compiled.skip_private)) or read_header(data)
+    transfer_syntax = _single_text(ds.file_meta, TRANSFER_SYNTAX_UID, "TransferSyntaxUID") if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
-    outcome.series_instance_uid = str(ds.get("SeriesInstanceUID", "")) or None
+    outcome.series_instance_uid = _single_text(ds, SERIES_INSTANCE_UID, "SeriesInstanceUID") or None
 
     decision = decide(ds, transfer_syntax, compiled.allow_scripts)
     if not decision.passed:
         outcome.outcome, outcome.rule = FILTERED, decision.rule
         return
     pixel_rule = next((r for r in (s.regions_for(ds) for s in compiled.pixel_scripts) if r is not None), None)
-    if pixel_rule is None and str(ds.get("Modality", "")).upper() == "US":
+    if pixel_rule is None and _single_text(ds, MODALITY, "Modality").upper() == "US":
         outcome.outcome, outcome.rule = FILTERED, "ultrasound-without-pixel-rule"
         return
     # Pixels left as they are travel as the source's bytes; pixels to blank need the whole dataset.
@@ -151,17 +162,26 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
         deid_parameters=compiled.parameters,
         pixels_cleaned=pixels_cleaned,
     )
-    deidentify_metadata(ds, compiled.profile, context)  # also regenerates the file meta
-    name = f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+    # Both regenerate the file meta; the settled path walks only what the profile cannot settle by tag.
+    (deidentify_metadata if reference else deidentify_settled)(ds, compiled.profile, context)
+    study = plain_text(ds, STUDY_INSTANCE_UID) or ds.StudyInstanceUID  # plain UIDs are not decoded
+    series = plain_text(ds, SERIES_INSTANCE_UID) or str(ds.SeriesInstanceUID)
+    name = f"{study}/{series}/{plain_text(ds, SOP_INSTANCE_UID) or ds.SOPInstanceUID}.dcm"
     if pixel_tail is not None and str(ds.file_meta.TransferSyntaxUID) != transfer_syntax:
         raise RuntimeError("the transfer syntax changed during the scrub; the source pixel bytes no longer fit")
-    encoded = encode_file(ds)
+    encoded = (None if reference else encode_file_fast(ds)) or encode_file(ds)
     parts = (encoded,) if pixel_tail is None else (encoded, pixel_tail)
     outcome.output = compiled.sink.write(name, *parts)
     outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
-    outcome.scrubbed_series_uid = str(ds.SeriesInstanceUID)
+    outcome.scrubbed_series_uid = series
     outcome.outcome = DEIDENTIFIED
+
+
+def _single_text(ds: Dataset, tag: int, keyword: str) -> str:
+    """str(ds.get(keyword, "")), read from the raw bytes where the value is plain and single."""
+    text = plain_text(ds, tag)
+    return text if text is not None and "\\" not in text else str(ds.get(keyword, ""))
 
 
 def encode_file(ds: Dataset) -> bytes:

@@ -13,7 +13,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatch
 from pathlib import PurePosixPath
@@ -105,7 +105,7 @@ def run_scrub(jobs: Iterable[ScrubJob], settings: ScrubSettings, workers: int | 
 
 
 def _manifest_row(outcome: Outcome, key: str, run_id: str) -> dict:
-    row = asdict(outcome)
+    row = dict(vars(outcome))  # asdict's deep copy is not needed: regions is replaced by its JSON
     row["regions"] = json.dumps(outcome.regions)
     row["source_key"] = source_key(outcome.location, key)
     row["run_id"] = run_id

@@ -19,6 +19,8 @@ from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from extractor.scrub.header import plain_text
+
 # Element names of dcm4che 1.x (which CTP resolves keywords with) that differ from the DICOM
 # keywords pydicom knows; checked against dcm4che's Tags class. Other names are refused at load.
 DCM4CHE_NAMES: dict[str, int] = {
@@ -74,7 +76,18 @@ class ElementPath:
     refs: tuple[ElementRef, ...]
     text: str  # as written in the script
 
+    @property
+    def reads_private(self) -> bool:
+        """Whether the path names a private element at the top level of the dataset."""
+        first = self.refs[0]
+        return isinstance(first, PrivateRef) or (first.tag >> 16) % 2 == 1
+
     def value_in(self, ds: Dataset) -> str:
+        first = self.refs[0]
+        if len(self.refs) == 1 and isinstance(first, TagRef) and first.tag >> 16 != 0x0002:
+            text = plain_text(ds, first.tag)  # a plain UI or CS value is read without decoding it
+            if text is not None:
+                return text
         current = ds
         for ref in self.refs[:-1]:
             element = ref.find(current)

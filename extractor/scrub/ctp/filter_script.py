@@ -24,6 +24,10 @@ class FilterScript:
     def terms(self) -> tuple[Term, ...]:
         return tuple(self.condition.terms())
 
+    @property
+    def reads_private(self) -> bool:
+        return any(term.path.reads_private for term in self.terms)
+
     def matches(self, ds: Dataset) -> bool:
         return self.condition.matches(ds)
 

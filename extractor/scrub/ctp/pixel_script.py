@@ -73,6 +73,10 @@ class PixelScript:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def reads_private(self) -> bool:
+        return any(term.path.reads_private for rule in self.rules for term in rule.condition.terms())
+
     def regions_for(self, ds: Dataset) -> PixelRule | None:
         """The first rule whose signature the instance matches (CTP's semantics), or None."""
         values = ElementValues(ds)

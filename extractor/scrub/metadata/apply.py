@@ -39,6 +39,7 @@ from extractor.deid.pseudonymize import (
     redact_text,
     shift_date,
 )
+from extractor.scrub.header import plain_text
 from extractor.scrub.metadata.confidentiality import format_tag
 from extractor.scrub.metadata.profile import Profile
 from extractor.scrub.metadata.rules import (
@@ -246,8 +247,10 @@ class _Walker:
         self.warnings = report.warnings
         self.allowed: frozenset[int] | None = None
         self.fast_text = False
-        self.uids: dict[str, str] = {}
-        self.dates: dict[str, str] = {}
+        # Pseudonyms are pure functions of (value, key[, subject]): shared by the walkers of a process,
+        # since a series repeats its study, series and frame UIDs, dates and descriptions file after file.
+        self.uids = _shared_cache(_UID_CACHES, context.key)
+        self.dates = _shared_cache(_DATE_CACHES, (context.key, context.subject, context.deid_parameters))
 
     def add(self, path: str, action: str, rule: str) -> None:
         self.entries.append(_tuple_new(ReportEntry, (path, action, rule)))
@@ -264,7 +267,7 @@ class _Walker:
         present = keymap.keys()
         if SPECIFIC_CHARACTER_SET in present and prefix:  # an item with its own character set
             outer = self.fast_text
-            self.fast_text = _byte_transparent(ds)
+            self.fast_text = byte_transparent(ds)
             try:
                 self._walk(ds, prefix, keymap, present)
             finally:
@@ -273,7 +276,7 @@ class _Walker:
         self._walk(ds, prefix, keymap, present)
 
     def _walk(self, ds: Dataset, prefix: str, keymap: dict, present) -> None:
-        unknown = present - KNOWN_TAGS
+        unknown = set(present).difference(KNOWN_TAGS)  # not `present - KNOWN_TAGS`: that iterates the dictionary
         known = present & KNOWN_TAGS if unknown else set(present)
         dropped: set[int] = set()
         if self.allowed is not None:
@@ -464,7 +467,7 @@ class _Walker:
                 _delete(ds, tag)
                 self.add(path, REMOVED, f"{rule.origin}: VR {vr} cannot be cleaned")
                 return
-            out = [redact_text(v, self.tokens) or "" for v in values]
+            out = [_redact(v, self.tokens) for v in values]
             self.put(ds, tag, elem, raw, vr, out)
             for v in out:
                 self.check_length(path, vr, v)
@@ -651,7 +654,27 @@ class _Walker:
             self.add(_name(tag), ADDED, "profile (insert)")
 
 
-def _byte_transparent(ds: Dataset) -> bool:
+_UID_CACHES: dict[Any, dict[str, str]] = {}  # per key: UID -> pseudonym
+_DATE_CACHES: dict[Any, dict[str, str]] = {}  # per (key, subject, parameters): YYYYMMDD -> shifted
+_SHARED_CACHE_MAX = 50_000
+
+
+def _shared_cache(caches: dict[Any, dict[str, str]], owner: Any) -> dict[str, str]:
+    """The owner's cache, emptied when it grows large (memory stays bounded on a long run)."""
+    cache = caches.get(owner)
+    if cache is None or len(cache) > _SHARED_CACHE_MAX:
+        if len(caches) > 1024:
+            caches.clear()
+        cache = caches[owner] = {}
+    return cache
+
+
+@lru_cache(maxsize=4096)
+def _redact(text: str, allowlist: frozenset[str]) -> str:
+    return redact_text(text, allowlist) or ""
+
+
+def byte_transparent(ds: Dataset) -> bool:
     """True when the dataset's character set maps every byte below 0x80 to ASCII."""
     elem = ds._dict.get(SPECIFIC_CHARACTER_SET)
     if elem is None:
@@ -702,7 +725,7 @@ def deidentify_metadata(ds: Dataset, profile: Profile, context: DeidContext, reg
     if compiled.allowlist_mode:
         modality = ds.get(0x00080060)
         walker.allowed = profile.allowed_tags(str(modality.value) if modality is not None and modality.value else None) | {SPECIFIC_CHARACTER_SET}
-    walker.fast_text = _byte_transparent(ds)
+    walker.fast_text = byte_transparent(ds)
     walker.walk(ds, "")
     walker.insert(ds)
     _record_method(ds, profile, context, report, walker)
@@ -792,26 +815,27 @@ def regenerate_file_meta(ds: Dataset, transfer_syntax_uid: str | None = None, *,
     (the file cannot be written) and non-strict leaves the element out.
     """
     old = ds.__dict__.get("file_meta") or FileMetaDataset()
-    sop_instance = _text(ds.get(0x00080018))
+    sop_instance = _uid_text(ds, 0x00080018)
     if not sop_instance and key is not None:
         sop_instance = hash_uid(_text(old.get(0x00020003)) or None, key) or ""
     if not sop_instance and strict:
         raise MetadataError("the dataset has no SOPInstanceUID: cannot write its file meta (instance not written)")
-    sop_class = _text(old.get(0x00020002)) or _text(ds.get(0x00080016))
+    sop_class = _uid_text(old, 0x00020002) or _uid_text(ds, 0x00080016)
     if not sop_class and strict:
         raise MetadataError("the dataset has no SOPClassUID and the file meta no MediaStorageSOPClassUID")
-    syntax = transfer_syntax_uid or _text(old.get(0x00020010)) or _syntax_from_encoding(ds)
-    meta = FileMetaDataset()
-    for tag, vr, value in (
-        (0x00020001, "OB", b"\x00\x01"),
-        (0x00020002, "UI", sop_class),
-        (0x00020003, "UI", sop_instance),
-        (0x00020010, "UI", syntax),
-        (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
-        (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
-    ):
-        if value:
-            meta[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
+    syntax = transfer_syntax_uid or _uid_text(old, 0x00020010) or _syntax_from_encoding(ds)
+    meta = FileMetaDataset({  # built as a whole: one validation, not one per element
+        BaseTag(tag): DataElement(tag, vr, value, validation_mode=_IGNORE)
+        for tag, vr, value in (
+            (0x00020001, "OB", b"\x00\x01"),
+            (0x00020002, "UI", sop_class),
+            (0x00020003, "UI", sop_instance),
+            (0x00020010, "UI", syntax),
+            (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+            (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
+        )
+        if value
+    })
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
     return meta
@@ -821,6 +845,11 @@ def _text(elem: DataElement | None) -> str:
     if elem is None or _is_empty(elem.value):
         return ""
     return str(elem.value).strip(" \x00")
+
+
+def _uid_text(ds: Dataset, tag: int) -> str:
+    """_text(ds.get(tag)) for a UI element; a plain UID is read without decoding the element."""
+    return plain_text(ds, tag) or _text(ds.get(tag))
 
 
 def _syntax_from_encoding(ds: Dataset) -> str:
