@@ -98,8 +98,9 @@ static int store(PyObject *row, PyObject *raw, PyObject *us_tags, PyObject *key,
     if (converted != NULL) {
         int failed = PyDict_SetItem(row, column, converted) < 0;
         Py_DECREF(converted);
-        if (failed || (PyDict_Contains(raw, key) == 1 && PyDict_DelItem(raw, key) < 0)) return -1;
-        return 0;
+        if (failed) return -1;
+        int earlier = PyDict_Contains(raw, key);  /* an earlier copy of the tag left for Python */
+        return earlier < 0 || (earlier && PyDict_DelItem(raw, key) < 0) ? -1 : 0;
     }
     if (PyErr_Occurred()) return -1;
     PyObject *item = Py_BuildValue("(s#y#)", vr ? (const char *)vr : "", (Py_ssize_t)(vr ? 2 : 0),

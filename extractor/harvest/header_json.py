@@ -16,10 +16,9 @@ import json
 import re
 import warnings
 from struct import error as struct_error
-from struct import unpack_from
+from struct import calcsize, unpack_from
 from typing import Any, BinaryIO
 
-from pydicom.charset import convert_encodings
 from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
@@ -38,6 +37,7 @@ from extractor.harvest.reader import (
     SHORT_LENGTH_VRS,
     SPECIFIC_CHARACTER_SET,
     UNDEFINED_LENGTH,
+    encodings_for_charset,
     read_header_dataset,
 )
 
@@ -192,7 +192,7 @@ def _items_json(data: bytes, pos: int, end: int, top_level: bool, encodings: lis
         if tag == SPECIFIC_CHARACTER_SET:
             if not top_level:
                 raise _Unusual("a character set inside a sequence item")
-            encodings = _charsets(value)
+            encodings = encodings_for_charset(value.decode("ascii").rstrip(" \x00"))
         element = _value_json(vr, value, True)
         if element is None:
             element = _converted_json(tag, vr, value, encodings)
@@ -220,9 +220,6 @@ def _sequence_json(data: bytes, pos: int, length: int, encodings: list[str] | No
     return items, pos
 
 
-def _charsets(value: bytes) -> list[str]:
-    terms = [t.strip() for t in value.decode("ascii").rstrip(" \x00").split("\\")]
-    return convert_encodings(terms)
 
 
 def _converted_json(tag: int, vr: str, value: bytes, encodings: list[str] | None) -> dict[str, Any]:
@@ -249,7 +246,7 @@ def _dictionary_vr(tag: int) -> str | None:
 
 
 def _binary_numbers(vr: str, data: bytes, number_format: str, little_endian: bool) -> dict[str, Any] | None:
-    size = {"H": 2, "h": 2, "L": 4, "l": 4, "f": 4, "d": 8, "q": 8, "Q": 8}[number_format]
+    size = calcsize("<" + number_format)  # standard sizes, not the platform's
     if len(data) % size:
         return None
     count = len(data) // size

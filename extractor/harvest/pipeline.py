@@ -45,8 +45,6 @@ class ChunkResult:
         return self.instances.num_rows + self.errors.num_rows
 
 
-
-
 def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     """Read each file's header into an instance row or an error row (never raises for bad input)."""
     instances: list[dict[str, Any]] = []
@@ -148,7 +146,7 @@ class _Loop:
         self.batch_size, self.bar = batch_size, bar
         self.selected: list[int] = []  # files selected for reading, per slice
         self.received: list[int] = []  # files read back, per slice
-        self.completed = 0  # slices whose rows are written and whose series are rebuilt
+        self.completed = 0  # slices whose rows have all come back (written by the next flush)
         self.pending: list[ChunkResult] = []
         self.touched_series: set[str] = set()
 

@@ -6,9 +6,10 @@ a process pool today and a Beam pipeline later can call it unchanged.
 Two readers give the same row:
 - a fast walker for the common case (preamble + file meta + little-endian dataset): it steps
   over elements by their lengths, seeks past large values, and converts only the harvested
-  attributes (through pydicom's own value converters when a value is not plain ASCII);
+  attributes (through pydicom's own value converters when a value is not plain ASCII); its
+  inner loop has a C accelerator (`_walk.c`) that steps over regular elements only;
 - pydicom's `dcmread` for everything else (no preamble, big endian, deflated, odd meta).
-`tests/test_reader_differential.py` checks that both agree on every pydicom test file.
+`tests/test_reader_differential.py` checks that they agree (with and without the accelerator).
 """
 
 from __future__ import annotations
@@ -404,8 +405,9 @@ def _check_pixel_data(win: _Window, pos: int, length: int, explicit: bool) -> No
         raise HarvestError("TruncatedPixelData", f"encapsulated pixel data is incomplete: {exc.message}") from exc
 
 
-# Most values repeat across the instances of a series (and across series): converting each
-# distinct (tag, VR, bytes, character set) once per process saves most of the conversion time.
+# Values the walker leaves as bytes (all of them without the accelerator; with it, non-ASCII
+# text) mostly repeat across the instances of a series: each distinct (tag, VR, bytes,
+# character set) is converted once per process.
 _converted: dict[tuple[int, str, bytes, str], Any] = {}
 MAX_CONVERTED = 200_000
 
@@ -419,7 +421,7 @@ def _convert_raw_values(raw_values: dict[int, tuple[str, bytes]], explicit: bool
         row["specific_character_set"] = _convert_cached(SPECIFIC_CHARACTER_SET, *charset, "", explicit)
     charset_text = row.get("specific_character_set") or ""
     for tag, (vr, raw) in raw_values.items():
-        row[ATTRIBUTES_BY_TAG[tag].column] = _convert_cached(tag, vr, raw, charset_text, explicit)
+        row[COLUMNS_BY_TAG[tag]] = _convert_cached(tag, vr, raw, charset_text, explicit)
 
 
 def _convert_cached(tag: int, vr: str, raw: bytes, charset_text: str, explicit: bool) -> Any:
@@ -438,14 +440,15 @@ def _convert_value(tag: int, vr: str, raw: bytes, charset_text: str, explicit: b
     if raw.isascii() and b"\x1b" not in raw:
         return normalise_text(raw.decode("ascii").split("\\"))
     element = RawDataElement(tag, vr, len(raw), raw, 0, not explicit, True)
-    encodings = _encodings(charset_text)
+    encodings = encodings_for_charset(charset_text)
     return python_value_to_text(convert_value(vr, element, encodings))
 
 
 _MISSING = object()
 
 
-def _encodings(charset_text: str) -> list[str]:
+def encodings_for_charset(charset_text: str) -> list[str]:
+    """Python codecs for a SpecificCharacterSet value; an unknown one falls back to the default."""
     terms = [t.strip() for t in charset_text.split("\\")] if charset_text else []
     try:
         return convert_encodings(terms or ["ISO_IR 6"])
