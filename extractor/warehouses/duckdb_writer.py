@@ -66,7 +66,7 @@ class DuckDBRawWarehouse:
             "SELECT EXISTS (SELECT 1 FROM _known k JOIN _candidates c ON k.location = c.location "
             "WHERE k.file_size <> c.file_size OR k.file_mtime_ns <> c.file_mtime_ns)"
         ).fetchall()[0][0]
-        self._replaces_rows = replaces if self._replaces_rows is None else self._replaces_rows or replaces
+        self._replaces_rows = bool(self._replaces_rows) or replaces
         return [FileRef(*row) for row in changed]
 
     def _stage(self, files: list[FileRef]) -> None:
