@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
+from itertools import islice
 from typing import TypeVar
 
 Chunk = TypeVar("Chunk")
@@ -45,13 +46,15 @@ def run_chunks(
             yield function(chunk, *args)
         return
     max_in_flight = workers * 8
+    pending = iter(chunks)
     with nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=workers) as pool:
         in_flight: set[Future[Result]] = set()
-        for chunk in chunks:
-            in_flight.add(pool.submit(function, chunk, *args))
-            if len(in_flight) >= max_in_flight:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        for future in in_flight:
-            yield future.result()
+        while True:
+            # refill before handing results back, so the workers stay busy while the caller writes
+            for chunk in islice(pending, max_in_flight - len(in_flight)):
+                in_flight.add(pool.submit(function, chunk, *args))
+            if not in_flight:
+                return
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()

@@ -19,6 +19,7 @@ import pydicom
 import pytest
 
 from bad_dicom import TEST_FILES, truncation_reason
+from extractor.harvest.header_json import header_json
 from extractor.harvest.pipeline import harvest
 from extractor.warehouses.base import HarvestRun
 from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
@@ -305,3 +306,44 @@ def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
     run = harvest([str(root), str(root / "MR700"), str(root)], warehouse, workers=1, progress=False)
     warehouse.close()
     assert (run.files_seen, run.files_unchanged, run.instances_added, run.errors) == (7, 0, 7, 0)
+
+
+def _headers_match_their_representatives(warehouse: DuckDBRawWarehouse) -> list[str]:
+    """Series whose stored header is not the DICOM JSON of their representative file."""
+    rows = warehouse.con.execute(
+        "SELECT series_instance_uid, representative_location, representative_header_json FROM raw_dicom_series"
+    ).fetchall()
+    wrong = []
+    for series_uid, location, stored in rows:
+        with open(location, "rb") as fp:
+            if stored is None or stored != header_json(fp):
+                wrong.append(series_uid)
+    return wrong
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_series_headers_follow_the_representative_whoever_read_it(tmp_path: Path, workers: int) -> None:
+    """Workers read each chunk's first file of every series; the parent reads representatives they did not."""
+    root = tmp_path / "archive"
+    shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "m_MR700")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=workers, progress=False, slice_files=3, batch_size=2)
+    assert _headers_match_their_representatives(warehouse) == []
+
+    # A representative this run will not read: its header is gone and only a later file is new.
+    warehouse.con.execute("UPDATE raw_dicom_series SET representative_header_json = NULL")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for folder in ("z_later", "a_earlier"):
+        (root / folder).mkdir()
+    rewrite(files[-1], root / "z_later" / "new", SOPInstanceUID=pydicom.uid.generate_uid())
+    run = harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert (run.instances_added, run.series_updated) == (1, 1)
+    assert _headers_match_their_representatives(warehouse) == []
+
+    # A new first file of the series becomes its representative, with its own header.
+    new_first = rewrite(files[0], root / "a_earlier" / "new", SOPInstanceUID=pydicom.uid.generate_uid(), PatientAge="077Y")
+    harvest([str(root)], warehouse, workers=workers, progress=False)
+    (representative,) = warehouse.con.execute("SELECT representative_location FROM raw_dicom_series").fetchone()
+    assert representative == str(new_first)
+    assert _headers_match_their_representatives(warehouse) == []
+    warehouse.close()

@@ -35,10 +35,16 @@ HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 
 @dataclass
 class ChunkResult:
-    """Rows of one chunk as Arrow tables, built in the worker so the parent only concatenates."""
+    """Rows of one chunk as Arrow tables, built in the worker so the parent only concatenates.
+
+    `headers` holds the DICOM JSON of each series' first file in the chunk (location -> JSON):
+    a series' representative is its lowest location, so it is one of these whenever this run
+    read it, and the parent rarely has to open a file again for it.
+    """
 
     instances: pa.Table
     errors: pa.Table
+    headers: dict[str, str | None]
 
     @property
     def files(self) -> int:
@@ -49,6 +55,7 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     """Read each file's header into an instance row or an error row (never raises for bad input)."""
     instances: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    first_of_series: dict[str, str] = {}  # series UID -> lowest location in the chunk
     now = _utcnow()
     warnings.filterwarnings("ignore", module="pydicom")  # bad input is recorded as error rows, not warned about
     for ref in files:
@@ -63,7 +70,11 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
             continue
         row.update(location=ref.location, file_size=ref.file_size, file_mtime_ns=ref.file_mtime_ns, run_id=run_id, harvested_at=now)
         instances.append(row)
-    return ChunkResult(to_arrow(instances, RAW_DICOM_INSTANCE), to_arrow(errors, RAW_HARVEST_ERROR))
+        series_uid = row.get("series_instance_uid")
+        if series_uid is not None:
+            first_of_series[series_uid] = min(ref.location, first_of_series.get(series_uid, ref.location))
+    headers = read_header_jsons(list(first_of_series.values()))
+    return ChunkResult(to_arrow(instances, RAW_DICOM_INSTANCE), to_arrow(errors, RAW_HARVEST_ERROR), headers)
 
 
 def _error_row(ref: FileRef, error_class: str, message: str, run_id: str, now: datetime) -> dict[str, Any]:
@@ -149,6 +160,7 @@ class _Loop:
         self.completed = 0  # slices whose rows have all come back (written by the next flush)
         self.pending: list[ChunkResult] = []
         self.touched_series: set[str] = set()
+        self.headers: dict[str, tuple[int, str | None]] = {}  # location -> (slice, DICOM JSON) read by the workers
 
     def harvest(self, slices: Iterable[list[FileRef]]) -> None:
         chunks = self._selected_chunks(slices)
@@ -156,6 +168,7 @@ class _Loop:
             self.bar.update(result.files)
             self.received[number] += result.files
             self.pending.append(result)
+            self.headers.update((location, (number, header)) for location, header in result.headers.items())
             if sum(r.files for r in self.pending) >= self.batch_size:
                 self._write()
             if self._slice_completed():
@@ -201,7 +214,10 @@ class _Loop:
             return
         self.warehouse.refresh_series(self.run.run_id, self.touched_series)
         self.touched_series = set()
-        _fill_series_headers(self.warehouse, self.workers, self.pool)
+        read = {location: header for location, (_, header) in self.headers.items()}
+        _fill_series_headers(self.warehouse, self.workers, self.pool, read)
+        # a completed slice's files can no longer become representatives in this run
+        self.headers = {location: kept for location, kept in self.headers.items() if kept[0] >= self.completed}
 
 
 def read_numbered_chunk(numbered: tuple[int, list[FileRef]], run_id: str) -> tuple[int, ChunkResult]:
@@ -210,30 +226,40 @@ def read_numbered_chunk(numbered: tuple[int, list[FileRef]], run_id: str) -> tup
     return number, harvest_chunk(files, run_id)
 
 
-def series_headers_chunk(series: list[tuple[str, str]]) -> dict[str, str | None]:
-    """DICOM JSON of each series' representative file (series UID -> JSON, None when unreadable)."""
+def read_header_jsons(locations: list[str]) -> dict[str, str | None]:
+    """DICOM JSON of each file's header (location -> JSON, None when the file cannot be read)."""
     warnings.filterwarnings("ignore", module="pydicom")
     headers: dict[str, str | None] = {}
-    for series_uid, location in series:
+    for location in locations:
         try:
             with open(location, "rb") as fp:
-                headers[series_uid] = header_json(fp)
+                headers[location] = header_json(fp)
         except OSError:
-            headers[series_uid] = None
+            headers[location] = None
     return headers
 
 
-def _fill_series_headers(warehouse: RawWarehouse, workers: int, pool) -> None:
-    """One header JSON per new series (or series whose representative changed), read in parallel."""
+def series_headers_chunk(series: list[tuple[str, str]]) -> dict[str, str | None]:
+    """DICOM JSON of each series' representative file (series UID -> JSON)."""
+    headers = read_header_jsons([location for _, location in series])
+    return {series_uid: headers[location] for series_uid, location in series}
+
+
+def _fill_series_headers(warehouse: RawWarehouse, workers: int, pool, read: dict[str, str | None]) -> None:
+    """One header JSON per new series (or series whose representative changed).
+
+    Headers the workers already read (`read`, location -> JSON) are used as they are; the
+    others, whose representative this run did not read, are read in parallel.
+    """
     missing = warehouse.series_without_header()
-    chunks = (missing[i : i + HEADER_CHUNK] for i in range(0, len(missing), HEADER_CHUNK))
-    pending: dict[str, str | None] = {}
+    found = {series_uid: read[location] for series_uid, location in missing if location in read}
+    unread = [(series_uid, location) for series_uid, location in missing if location not in read]
+    chunks = (unread[i : i + HEADER_CHUNK] for i in range(0, len(unread), HEADER_CHUNK))
     for headers in run_chunks(series_headers_chunk, chunks, workers, pool=pool):
-        pending.update(headers)
-        if len(pending) >= HEADER_WRITE_BATCH:
-            warehouse.set_series_headers(pending)
-            pending = {}
-    warehouse.set_series_headers(pending)
+        found.update(headers)
+    items = list(found.items())
+    for start in range(0, len(items), HEADER_WRITE_BATCH):
+        warehouse.set_series_headers(dict(items[start : start + HEADER_WRITE_BATCH]))
 
 
 def _utcnow() -> datetime:
