@@ -14,15 +14,16 @@ from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_r
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 # DuckDB caches table blocks up to its memory limit (80% of RAM by default); the harvest needs
-# little, and a fixed cap keeps its memory from growing with the archive.
-MEMORY_LIMIT = "256MB"
+# little, and a fixed cap keeps its memory from growing with the archive. Its queries are small:
+# one thread leaves the cores to the header readers.
+HARVEST_CONFIG = {"memory_limit": "256MB", "threads": 1}
 
 
 class DuckDBRawWarehouse:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con = duckdb.connect(str(path), config={"memory_limit": MEMORY_LIMIT})
+        self.con = duckdb.connect(str(path), config=HARVEST_CONFIG)
         self._replaces_rows: bool | None = None  # unknown until select_changed: look for rows to replace
 
     # --- schema ---------------------------------------------------------------------------

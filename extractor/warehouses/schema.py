@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas  # noqa: F401  (see below)
 import pyarrow as pa
 
 from extractor.harvest.attributes import HARVESTED_ATTRIBUTES
@@ -94,6 +95,8 @@ def arrow_schema(columns: list[Column]) -> pa.Schema:
     return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in columns])
 
 
+# pyarrow imports pandas (0.3 s) the first time it converts Python values, only to check whether
+# they are a DataFrame; the import above makes that part of start-up, not of the first batch.
 def to_arrow(rows: list[dict[str, Any]], columns: list[Column]) -> pa.Table:
     """Rows as an Arrow table of exactly these columns (missing keys are NULL)."""
     return pa.Table.from_pylist(rows, schema=arrow_schema(columns))
