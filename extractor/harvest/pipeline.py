@@ -1,8 +1,9 @@
 """The harvest loop: discover files, skip unchanged ones, read headers in parallel, write in batches.
 
 Per-file work (`harvest_chunk`) is a pure function of file references, run in a process pool.
-The loop takes the files found a slice at a time and holds at most a bounded number of chunks
-and one batch of rows, so memory stays flat whatever the size of the archive.
+The loop takes the files found a slice at a time and holds at most a bounded number of chunks,
+one batch of rows and the headers of the open slices, so its own memory does not depend on the
+size of the archive.
 """
 
 from __future__ import annotations
