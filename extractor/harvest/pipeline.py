@@ -162,6 +162,7 @@ class _Loop:
         self.pending: list[ChunkResult] = []
         self.touched_series: set[str] = set()
         self.headers: dict[str, tuple[int, str | None]] = {}  # location -> (slice, DICOM JSON) read by the workers
+        self.all_selected = False  # every slice selected: what remains is in flight
 
     def harvest(self, slices: Iterable[list[FileRef]]) -> None:
         chunks = self._selected_chunks(slices)
@@ -170,7 +171,7 @@ class _Loop:
             self.received[number] += result.files
             self.pending.append(result)
             self.headers.update((location, (number, header)) for location, header in result.headers.items())
-            if sum(r.files for r in self.pending) >= self.batch_size:
+            if sum(r.files for r in self.pending) >= self._write_threshold():
                 self._write()
             if self._slice_completed():
                 self._write()
@@ -189,6 +190,12 @@ class _Loop:
             self.bar.refresh()
             for start in range(0, len(changed), CHUNK_FILES):
                 yield number, changed[start : start + CHUNK_FILES]
+        self.all_selected = True
+
+    def _write_threshold(self) -> int:
+        """Rows per write. Once the last chunks are in flight, smaller writes overlap with the
+        reading of the others, leaving less to write after the workers have stopped."""
+        return max(1, self.batch_size // 4) if self.all_selected else self.batch_size
 
     def _slice_completed(self) -> bool:
         """Whether the oldest open slices now have every row back (they count as completed)."""
