@@ -346,4 +346,10 @@ def test_series_headers_follow_the_representative_whoever_read_it(tmp_path: Path
     (representative,) = warehouse.con.execute("SELECT representative_location FROM raw_dicom_series").fetchone()
     assert representative == str(new_first)
     assert _headers_match_their_representatives(warehouse) == []
+
+    # The representative file itself changes: its stored header must not go stale.
+    rewrite(new_first, PatientAge="078Y")
+    run = harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert run.instances_updated == 1
+    assert _headers_match_their_representatives(warehouse) == []
     warehouse.close()

@@ -220,10 +220,10 @@ class _Loop:
         """Rebuild the series the written rows touched, and read the new representatives' headers."""
         if not self.touched_series:
             return
-        self.warehouse.refresh_series(self.run.run_id, self.touched_series)
+        read = {location: header for location, (_, header) in self.headers.items() if header is not None}
+        self.warehouse.refresh_series(self.run.run_id, self.touched_series, read)
         self.touched_series = set()
-        read = {location: header for location, (_, header) in self.headers.items()}
-        _fill_series_headers(self.warehouse, self.workers, self.pool, read)
+        _fill_series_headers(self.warehouse, self.workers, self.pool)
         # a completed slice's files can no longer become representatives in this run
         self.headers = {location: kept for location, kept in self.headers.items() if kept[0] >= self.completed}
 
@@ -253,21 +253,18 @@ def series_headers_chunk(series: list[tuple[str, str]]) -> dict[str, str | None]
     return {series_uid: headers[location] for series_uid, location in series}
 
 
-def _fill_series_headers(warehouse: RawWarehouse, workers: int, pool, read: dict[str, str | None]) -> None:
-    """One header JSON per new series (or series whose representative changed).
-
-    Headers the workers already read (`read`, location -> JSON) are used as they are; the
-    others, whose representative this run did not read, are read in parallel.
-    """
+def _fill_series_headers(warehouse: RawWarehouse, workers: int, pool) -> None:
+    """Read the header JSON of series still without one: their representative is a file this
+    run did not read (or could not), so the rebuild had no header for it."""
     missing = warehouse.series_without_header()
-    found = {series_uid: read[location] for series_uid, location in missing if location in read}
-    unread = [(series_uid, location) for series_uid, location in missing if location not in read]
-    chunks = (unread[i : i + HEADER_CHUNK] for i in range(0, len(unread), HEADER_CHUNK))
+    chunks = (missing[i : i + HEADER_CHUNK] for i in range(0, len(missing), HEADER_CHUNK))
+    pending: dict[str, str | None] = {}
     for headers in run_chunks(series_headers_chunk, chunks, workers, pool=pool):
-        found.update(headers)
-    items = list(found.items())
-    for start in range(0, len(items), HEADER_WRITE_BATCH):
-        warehouse.set_series_headers(dict(items[start : start + HEADER_WRITE_BATCH]))
+        pending.update(headers)
+        if len(pending) >= HEADER_WRITE_BATCH:
+            warehouse.set_series_headers(pending)
+            pending = {}
+    warehouse.set_series_headers(pending)
 
 
 def _utcnow() -> datetime:

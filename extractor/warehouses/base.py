@@ -65,9 +65,10 @@ class RawWarehouse(Protocol):
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error."""
 
-    def refresh_series(self, run_id: str, touched_series: set[str]) -> None:
+    def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
         """Rebuild the raw_dicom_series rows of these series from their instances (a series left
-        without instances loses its row)."""
+        without instances loses its row). `headers` (location -> DICOM JSON) are headers the run
+        read: a series whose representative is among them takes its header from there."""
 
     def series_counts(self, run_id: str) -> tuple[int, int]:
         """(added, updated): the series rows this run created, and those it rebuilt."""

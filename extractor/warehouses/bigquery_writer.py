@@ -32,7 +32,7 @@ from google.cloud import bigquery
 
 from extractor.config import BigQueryTarget
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
-from extractor.warehouses.schema import RAW_TABLES, Column
+from extractor.warehouses.schema import HEADERS_READ, RAW_TABLES, Column
 from extractor.warehouses.series_sql import (
     duplicate_sop_rows_sql,
     new_series_rows_sql,
@@ -367,7 +367,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
     def _duplicates_sql(self, run_id: str, batch: str, locations: str) -> str:
         return duplicate_sop_rows_sql(batch, self._table("raw_dicom_instance"), _literal(run_id), locations)
 
-    def refresh_series(self, run_id: str, touched_series: set[str]) -> None:
+    def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
         series_columns = RAW_TABLES["raw_dicom_series"]
         instance, series = self._table("raw_dicom_instance"), self._table("raw_dicom_series")
         run = _literal(run_id)
@@ -376,8 +376,11 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             touched, _ = self._load(
                 "touched_series", SERIES_UID_COLUMNS, [[{"series_instance_uid": uid} for uid in sorted(touched_series)]]
             )
+            headers_read, _ = self._load(
+                "headers_read", HEADERS_READ, [[{"location": loc, "header_json": text} for loc, text in headers.items()]]
+            )
             new_series = self._table(
-                self._create_stage_as("new_series", new_series_rows_sql(instance, series, touched, run))
+                self._create_stage_as("new_series", new_series_rows_sql(instance, series, touched, headers_read, run))
             )
             self._query(
                 self._merge_replace_sql(

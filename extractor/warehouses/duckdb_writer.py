@@ -9,21 +9,38 @@ import duckdb
 import pyarrow as pa
 
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
-from extractor.warehouses.schema import PRIMARY_KEYS, RAW_TABLES, to_arrow
+from extractor.warehouses.schema import HEADERS_READ, PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, series_counts_sql
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
-# DuckDB caches table blocks up to its memory limit (80% of RAM by default); the harvest needs
-# little, and a fixed cap keeps its memory from growing with the archive. Its queries are small:
-# one thread leaves the cores to the header readers.
-HARVEST_CONFIG = {"memory_limit": "256MB", "threads": 1}
+# What keeps the harvest's memory from growing with the archive:
+# - DuckDB caches the blocks it writes up to its memory limit (80% of RAM by default), so the
+#   limit is small: the harvest's queries hold one slice, and larger work spills to disk;
+# - a checkpoint rewrites the table's last, partly filled row group, so row groups are small
+#   (the default, 122,880 rows, would make each checkpoint cost memory up to that many rows);
+# - a primary key is an index held in memory, so only the run table declares one: the harvest
+#   itself keeps locations unique (select_changed, then the replacement of changed files).
+# Its queries are small: one thread leaves the cores to the header readers.
+HARVEST_CONFIG = {"memory_limit": "128MB", "threads": 1}
+ROW_GROUP_SIZE = 8192
+DECLARED_KEYS = {"raw_harvest_run"}
+
+
+def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
+    """A connection to the identified DuckDB file, set up for the harvest (see above)."""
+    con = duckdb.connect(config={**HARVEST_CONFIG, "temp_directory": f"{path}.tmp"})
+    literal = str(path).replace("'", "''")
+    catalog = path.stem.replace('"', '""')
+    con.execute(f"ATTACH '{literal}' AS \"{catalog}\" (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+    con.execute(f'USE "{catalog}"')
+    return con
 
 
 class DuckDBRawWarehouse:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con = duckdb.connect(str(path), config=HARVEST_CONFIG)
+        self.con = connect_raw(path)
         self._replaces_rows: bool | None = None  # unknown until select_changed: look for rows to replace
 
     # --- schema ---------------------------------------------------------------------------
@@ -31,7 +48,8 @@ class DuckDBRawWarehouse:
     def ensure_tables(self) -> None:
         for table, columns in RAW_TABLES.items():
             body = ", ".join(f"{name} {DUCKDB_TYPES[kind]}" for name, kind in columns)
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}, PRIMARY KEY ({PRIMARY_KEYS[table]}))")
+            key = f", PRIMARY KEY ({PRIMARY_KEYS[table]})" if table in DECLARED_KEYS else ""
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}{key})")
 
     # --- incremental selection ------------------------------------------------------------
 
@@ -145,8 +163,10 @@ class DuckDBRawWarehouse:
         )
         return self.con.execute("SELECT COUNT(*) FROM _duplicates").fetchone()[0]
 
-    def refresh_series(self, run_id: str, touched_series: set[str]) -> None:
+    def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
         con = self.con
+        rows = [{"location": location, "header_json": text} for location, text in headers.items()]
+        con.register("_headers_read", to_arrow(rows, HEADERS_READ))
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(
@@ -155,7 +175,7 @@ class DuckDBRawWarehouse:
             )
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _new_series AS "
-                + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "$run_id"),
+                + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "_headers_read", "$run_id"),
                 {"run_id": run_id},
             )
             con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
@@ -164,6 +184,8 @@ class DuckDBRawWarehouse:
         except Exception:
             con.execute("ROLLBACK")
             raise
+        finally:
+            con.unregister("_headers_read")
 
     def series_counts(self, run_id: str) -> tuple[int, int]:
         added, updated = self.con.execute(series_counts_sql("raw_dicom_series", "$run_id"), {"run_id": run_id}).fetchall()[0]

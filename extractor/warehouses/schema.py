@@ -79,6 +79,8 @@ RAW_TABLES: dict[str, list[Column]] = {
     "raw_harvest_error": RAW_HARVEST_ERROR,
     "raw_harvest_run": RAW_HARVEST_RUN,
 }
+# Representative headers read during the run, handed to the series rebuild (location -> DICOM JSON)
+HEADERS_READ: list[Column] = [("location", "STRING"), ("header_json", "STRING")]
 PRIMARY_KEYS = {
     "raw_dicom_instance": "location",
     "raw_dicom_series": "series_instance_uid",

@@ -10,11 +10,12 @@ from extractor.harvest.attributes import PATIENT_CONSISTENCY_COLUMNS
 from extractor.warehouses.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUMNS
 
 
-def new_series_rows_sql(instance: str, series: str, touched: str, run_id_param: str) -> str:
+def new_series_rows_sql(instance: str, series: str, touched: str, headers: str, run_id_param: str) -> str:
     """SELECT of the rebuilt series rows for the series listed in the `touched` subquery/table.
 
-    The representative instance is the one with the lowest location; its header JSON is added by
-    the harvest afterwards (one file read per new or changed representative).
+    The representative instance is the one with the lowest location. Its header JSON comes from
+    `headers` (location, header_json: the headers this run read), else from the old row while the
+    representative stays; the harvest reads the few left without one afterwards.
     """
     # MIN <> MAX: two different non-NULL values, as COUNT(DISTINCT) > 1 says, without a hash table per column
     conflicts = ", ".join(
@@ -48,15 +49,16 @@ SELECT {", ".join(columns)} FROM (
         s.last_acquisition_datetime,
         s.conflicting_attributes,
         s.representative_location,
-        -- the header JSON is kept while the representative stays; the harvest fills in the others
-        CASE WHEN old.representative_location = s.representative_location
-             THEN old.representative_header_json END AS representative_header_json,
+        -- read this run (the file may have changed), else kept while the representative stays
+        COALESCE(h.header_json, CASE WHEN old.representative_location = s.representative_location
+                                     THEN old.representative_header_json END) AS representative_header_json,
         COALESCE(old.first_run_id, {run_id_param}) AS first_run_id,
         {run_id_param} AS last_run_id,
         CURRENT_TIMESTAMP AS updated_at
     FROM stats AS s
     JOIN {instance} AS r ON r.location = s.representative_location
     LEFT JOIN {series} AS old ON old.series_instance_uid = s.series_instance_uid
+    LEFT JOIN {headers} AS h ON h.location = s.representative_location
 )
 """
 
