@@ -20,6 +20,7 @@ import pytest
 
 from bad_dicom import TEST_FILES, truncation_reason
 from extractor.harvest.header_json import header_json
+from extractor.harvest import pipeline
 from extractor.harvest.pipeline import harvest
 from extractor.warehouses.base import HarvestRun
 from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
@@ -319,6 +320,33 @@ def _headers_match_their_representatives(warehouse: DuckDBRawWarehouse) -> list[
             if stored is None or stored != header_json(fp):
                 wrong.append(series_uid)
     return wrong
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rebuilds_forced_by_the_header_budget_build_the_same_tables(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Archives of one-file series rebuild series whenever enough headers are held, mid-slice."""
+    root = tmp_path / "archive"
+    for source in SOURCES:
+        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
+    volatile = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}
+    results = []
+    for budget in (pipeline.HEADER_BYTES_PER_REBUILD, 1):
+        monkeypatch.setattr(pipeline, "HEADER_BYTES_PER_REBUILD", budget)
+        monkeypatch.setattr(pipeline, "CHUNK_FILES", 2)
+        warehouse = DuckDBRawWarehouse(tmp_path / f"budget-{budget}.duckdb")
+        run = harvest([str(root)], warehouse, workers=workers, progress=False)
+        results.append(
+            (
+                (run.instances_added, run.series_added),
+                _table_rows(warehouse, "raw_dicom_instance", "location", volatile),
+                _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", volatile),
+            )
+        )
+        assert _headers_match_their_representatives(warehouse) == []
+        warehouse.close()
+    assert results[0] == results[1]
 
 
 @pytest.mark.parametrize("workers", [1, 2])

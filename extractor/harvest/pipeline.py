@@ -2,7 +2,7 @@
 
 Per-file work (`harvest_chunk`) is a pure function of file references, run in a process pool.
 The loop takes the files found a slice at a time and holds at most a bounded number of chunks,
-one batch of rows and the headers of the open slices, so its own memory does not depend on the
+one batch of rows and a few megabytes of series headers, so its own memory does not depend on the
 size of the archive.
 """
 
@@ -32,6 +32,7 @@ CHUNK_FILES = 256  # files per task sent to a worker
 SLICE_FILES = 5_000  # files found, selected and written before their series are rebuilt (at least a batch)
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
+HEADER_BYTES_PER_REBUILD = 8_000_000  # header JSON held before a series rebuild (archives of one-file series reach it)
 
 
 @dataclass
@@ -161,7 +162,8 @@ class _Loop:
         self.completed = 0  # slices whose rows have all come back (written by the next flush)
         self.pending: list[ChunkResult] = []
         self.touched_series: set[str] = set()
-        self.headers: dict[str, tuple[int, str | None]] = {}  # location -> (slice, DICOM JSON) read by the workers
+        self.headers: dict[str, str | None] = {}  # location -> DICOM JSON read by the workers since the last rebuild
+        self.header_bytes = 0
         self.all_selected = False  # every slice selected: what remains is in flight
 
     def harvest(self, slices: Iterable[list[FileRef]]) -> None:
@@ -170,12 +172,12 @@ class _Loop:
             self.bar.update(result.files)
             self.received[number] += result.files
             self.pending.append(result)
-            self.headers.update((location, (number, header)) for location, header in result.headers.items())
-            if sum(r.files for r in self.pending) >= self._write_threshold():
-                self._write()
-            if self._slice_completed():
+            self._hold_headers(result.headers)
+            if self._slice_completed() or self.header_bytes >= HEADER_BYTES_PER_REBUILD:
                 self._write()
                 self._rebuild_series()
+            elif sum(r.files for r in self.pending) >= self._write_threshold():
+                self._write()
         self._write()
         self._rebuild_series()
 
@@ -216,16 +218,23 @@ class _Loop:
         self.run.errors += written.errors
         self.touched_series |= written.touched_series
 
+    def _hold_headers(self, headers: dict[str, str | None]) -> None:
+        self.headers.update(headers)
+        self.header_bytes += sum(len(text) for text in headers.values() if text)
+
     def _rebuild_series(self) -> None:
-        """Rebuild the series the written rows touched, and read the new representatives' headers."""
-        if not self.touched_series:
-            return
-        read = {location: header for location, (_, header) in self.headers.items() if header is not None}
-        self.warehouse.refresh_series(self.run.run_id, self.touched_series, read)
-        self.touched_series = set()
-        _fill_series_headers(self.warehouse, self.workers, self.pool)
-        # a completed slice's files can no longer become representatives in this run
-        self.headers = {location: kept for location, kept in self.headers.items() if kept[0] >= self.completed}
+        """Rebuild the series the written rows touched, with the headers the workers read.
+
+        Every row received is written by now, so each representative the run read is among
+        those headers; afterwards they are dropped (a later rebuild that needs one of them after
+        all, because a file moved to another series, reads it again).
+        """
+        if self.touched_series:
+            read = {location: header for location, header in self.headers.items() if header is not None}
+            self.warehouse.refresh_series(self.run.run_id, self.touched_series, read)
+            self.touched_series = set()
+            _fill_series_headers(self.warehouse, self.workers, self.pool)
+        self.headers, self.header_bytes = {}, 0
 
 
 def read_numbered_chunk(numbered: tuple[int, list[FileRef]], run_id: str) -> tuple[int, ChunkResult]:

@@ -15,7 +15,8 @@ from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_r
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 # What keeps the harvest's memory from growing with the archive:
 # - DuckDB caches the blocks it writes up to its memory limit (80% of RAM by default), so the
-#   limit is small: the harvest's queries hold one slice, and larger work spills to disk;
+#   limit is fixed: 128 MB holds a series rebuild (at most a few megabytes of headers, see the
+#   pipeline); at 64 MB an archive of one-file series ran out of memory;
 # - a checkpoint rewrites the table's last, partly filled row group, so row groups are small
 #   (the default, 122,880 rows, would make each checkpoint cost memory up to that many rows);
 # - a primary key is an index held in memory, so only the run table declares one: the harvest
