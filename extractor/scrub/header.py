@@ -223,6 +223,28 @@ def plain_text(ds: Dataset, tag: int) -> str | None:
     return text
 
 
+# pydicom's convert_text for SH and LO: decoded with the character set, split at backslashes, each
+# value right-stripped of spaces and NULs. For one value of ASCII bytes under a character set that
+# keeps ASCII as it is, that is the bytes' ASCII text, right-stripped.
+_STRING_VRS = frozenset({"SH", "LO"})
+_STRING_BYTES = frozenset(range(0x20, 0x7F)) - {0x5C} | {0x00}
+
+
+def plain_string(ds: Dataset, tag: int, transparent: bool) -> str | None:
+    """The value pydicom decodes a raw SH or LO element to, read from its bytes (``transparent``:
+    the dataset's character set maps every byte below 0x80 to ASCII); None where it would take
+    pydicom (absent, decoded already, another VR, empty, several values, other bytes)."""
+    if not transparent:
+        return None
+    elem = ds._dict.get(tag)
+    if elem is None or elem.__class__ is not RawDataElement or not elem.value or elem.VR not in _STRING_VRS:
+        return None
+    value = elem.value
+    if not _STRING_BYTES.issuperset(value):
+        return None
+    return value.decode("ascii").rstrip("\0 ")
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 

@@ -21,15 +21,16 @@ from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
-from extractor.scrub.header import encode_file_fast, plain_text, read_header_fast
+from extractor.scrub.header import encode_file_fast, plain_string, plain_text, read_header_fast
 from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile
+from extractor.scrub.metadata.apply import byte_transparent
 from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
 from extractor.scrub.sinks import open_sink
 
 DEIDENTIFIED, FILTERED, QUARANTINED = "deidentified", "filtered", "quarantined"
 STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID = 0x0020000D, 0x0020000E, 0x00080018
-MODALITY, TRANSFER_SYNTAX_UID = 0x00080060, 0x00020010
+MODALITY, TRANSFER_SYNTAX_UID, PATIENT_ID = 0x00080060, 0x00020010, 0x00100020
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
         pixels_cleaned = bool(result.regions_applied)
     context = DeidContext(
         key=settings.key,
-        subject=job.subject or f"patient:{str(ds.get('PatientID', '')).strip()}",
+        subject=job.subject or f"patient:{_patient_id(ds)}",
         parameters=dict(job.parameters),
         allowlist=compiled.allowlist,
         deid_parameters=compiled.parameters,
@@ -176,6 +177,13 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
     outcome.scrubbed_series_uid = series
     outcome.outcome = DEIDENTIFIED
+
+
+def _patient_id(ds: Dataset) -> str:
+    """str(ds.get("PatientID", "")).strip(), read from the raw bytes where the value is plain
+    (left raw, the walker's outcome for it can be remembered)."""
+    text = plain_string(ds, PATIENT_ID, byte_transparent(ds))
+    return (text if text is not None else str(ds.get("PatientID", ""))).strip()
 
 
 def _single_text(ds: Dataset, tag: int, keyword: str) -> str:
