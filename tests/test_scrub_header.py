@@ -24,9 +24,11 @@ from pydicom.multival import MultiValue
 from conftest import TEST_DEID_KEY
 
 from extractor.demo_data import make_demo_archive
-from extractor.scrub.header import encode_file_fast, plain_text, read_header_fast
+from extractor.scrub.header import encode_file_fast, plain_string, plain_text, read_header_fast
 from extractor.scrub.instance import ScrubJob, ScrubSettings, compile_settings, encode_file, read_header, scrub_instance
 from extractor.scrub.metadata import regenerate_file_meta, shipped_profile_names
+from extractor.scrub.metadata.apply import byte_transparent
+from extractor.scrub.metadata.settled import _OUTCOMES
 from extractor.scrub.settings import ALLOWLIST, DEFAULT_PIXEL_SCRIPTS, PROFILES_DIR
 
 PYDICOM_FILES = sorted(p for p in (Path(pydicom.__file__).parent / "data" / "test_files").rglob("*") if p.is_file())
@@ -174,3 +176,38 @@ def _written(elem, implicit: bool) -> bytes:
     out.is_little_endian, out.is_implicit_VR = True, implicit
     write_data_element(out, elem)
     return out.getvalue()
+
+
+def test_plain_strings_read_as_pydicom_decodes_them(demo_files: list[Path]) -> None:
+    """Where plain_string reads an SH or LO value without decoding it, pydicom decodes it to the
+    same text (the subject and the filters read such values; left raw, the walker's outcome for
+    them can be remembered)."""
+    read = set()
+    for path in PYDICOM_FILES + demo_files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds, _ = read_header(path.read_bytes())
+            except Exception:  # noqa: BLE001 - not a DICOM file
+                continue
+            transparent = byte_transparent(ds)
+            for tag in list(ds._dict):
+                text = plain_string(ds, tag, transparent)
+                if text is None:
+                    continue
+                read.add(ds._dict[tag].VR)
+                assert ds[tag].value == text, (path.name, tag)
+    assert read == {"SH", "LO"}
+
+
+def test_decoded_ascii_outcomes_are_remembered(demo_files: list[Path], tmp_path: Path) -> None:
+    """Values the walker decodes (PatientID, AccessionNumber: hashed as exact text) are remembered
+    as the bytes pydicom writes, so the files after the first of a study skip the walker for them;
+    the differential tests above check the bytes written from memory."""
+    settings = _settings("pre-irb", tmp_path / "out")
+    compiled = compile_settings(settings)
+    for path in demo_files[:20]:
+        scrub_instance(ScrubJob(str(path), subject=""), settings, compiled)
+    remembered = {key[0] for _, contexts in _OUTCOMES.values() for outcomes in contexts.values()
+                  for key, outcome in outcomes.items() if isinstance(outcome, tuple)}
+    assert {0x00100020, 0x00080050} <= remembered

@@ -263,21 +263,35 @@ def encode_file_fast(ds: Dataset) -> bytes | None:
         return None
     parts = [ds.preamble or b"\x00" * 128, b"DICM", meta]
     encodings = ds.get("SpecificCharacterSet", default_encoding)  # as write_dataset: decodes it
+    headers = _RAW_HEADERS[implicit]
+    if len(headers) > _RAW_HEADERS_MAX:
+        headers.clear()
+    append = parts.append
     for tag, key, elem in sorted(zip(map(int, ds._dict), ds._dict, ds._dict.values())):  # ints: C comparisons
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written
         header = None
         if elem.__class__ is RawDataElement:
-            if elem.value is None:
+            value = elem.value
+            if value is None:
                 elem = ds[key]  # pydicom's get_item reads such an element before writing it
-            else:
-                header = _raw_header(elem, implicit)
+            elif elem.length != _UNDEFINED and elem.is_implicit_VR == implicit and elem.is_little_endian:
+                header_key = (tag, elem.VR, len(value))  # a header recurs from file to file of a series
+                header = headers.get(header_key)
+                if header is None:
+                    header = _raw_header(elem, implicit)
+                    if header is not None:
+                        headers[header_key] = header
         if header is None:
-            parts.append(_element_bytes(elem, implicit, encodings))
+            append(_element_bytes(elem, implicit, encodings))
         else:
-            parts.append(header)
-            parts.append(elem.value)
+            append(header)
+            append(value)
     return b"".join(parts)
+
+
+_RAW_HEADERS: dict[bool, dict[tuple, bytes]] = {True: {}, False: {}}  # implicit -> (tag, VR, length) -> header
+_RAW_HEADERS_MAX = 20_000
 
 
 # The file meta regenerate_file_meta writes: its elements, their VRs, and the padding pydicom adds.
