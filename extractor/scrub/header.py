@@ -209,11 +209,15 @@ def plain_text(ds: Dataset, tag: int) -> str | None:
     vr = elem.VR
     if vr is None:  # implicit VR: pydicom's VR, unless the dataset was read as explicit
         vr = _DICTIONARY_VR.get(tag) if ds.original_encoding[0] else None
+    return plain_value(elem.value, vr)
+
+
+def plain_value(value: bytes, vr: str | None) -> str | None:
+    """plain_text of a UI or CS element's value bytes (not empty)."""
     plain = _PLAIN.get(vr)
     if plain is None:
         return None
     characters, pad = plain
-    value = elem.value
     body = value[:-1] if value[-1] == pad else value
     if len(body) % 2 != len(value) - len(body) or not body or not characters.issuperset(body):
         return None
@@ -304,12 +308,21 @@ def _file_meta_bytes(meta: FileMetaDataset) -> bytes | None:
     """What write_file_meta_info(enforce_standard=True) writes for a file meta group as
     regenerate_file_meta builds it (ASCII values, no group length yet); None for anything else,
     including a group pydicom would complete or refuse."""
+    items = []
+    for tag, elem in sorted(meta._dict.items()):
+        if elem.__class__ is not DataElement:
+            return None
+        items.append((tag, elem.VR, elem.value))
+    return file_meta_group(items)
+
+
+def file_meta_group(items: list[tuple[int, str, object]]) -> bytes | None:
+    """The file meta group of these (tag, VR, value), in tag order, as _file_meta_bytes writes it."""
     body = []
     present = set()
-    for tag, elem in sorted(meta._dict.items()):
+    for tag, elem_vr, value in items:
         vr = _META_VRS.get(tag)
-        value = elem.value
-        if vr is None or elem.__class__ is not DataElement or elem.VR != vr or not value:
+        if vr is None or elem_vr != vr or not value:
             return None
         if vr != "OB":
             if not isinstance(value, str) or not value.isascii():

@@ -26,6 +26,7 @@ from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_prof
 from extractor.scrub.metadata.apply import byte_transparent
 from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
+from extractor.scrub.raw import RawScrub, scrub_raw
 from extractor.scrub.sinks import open_sink
 
 DEIDENTIFIED, FILTERED, QUARANTINED = "deidentified", "filtered", "quarantined"
@@ -128,6 +129,11 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     if not looks_like_dicom(data[:132]):
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
         raise ValueError(outcome.error)
+    if not reference:
+        raw = scrub_raw(data, compiled, settings.key, job, lambda subject: _context(settings, compiled, job, subject, False))
+        if raw is not None:
+            _finish_raw(raw, compiled, outcome)
+            return
     ds, pixel_offset = (None if reference else read_header_fast(data, compiled.skip_private)) or read_header(data)
     transfer_syntax = _single_text(ds.file_meta, TRANSFER_SYNTAX_UID, "TransferSyntaxUID") if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
@@ -155,14 +161,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
         outcome.regions = [list(r) for r in result.regions_applied]
         outcome.rule = pixel_rule.name
         pixels_cleaned = bool(result.regions_applied)
-    context = DeidContext(
-        key=settings.key,
-        subject=job.subject or f"patient:{_patient_id(ds)}",
-        parameters=dict(job.parameters),
-        allowlist=compiled.allowlist,
-        deid_parameters=compiled.parameters,
-        pixels_cleaned=pixels_cleaned,
-    )
+    context = _context(settings, compiled, job, job.subject or f"patient:{_patient_id(ds)}", pixels_cleaned)
     # Both regenerate the file meta; the settled path walks only what the profile cannot settle by tag.
     (deidentify_metadata if reference else deidentify_settled)(ds, compiled.profile, context)
     study = plain_text(ds, STUDY_INSTANCE_UID) or ds.StudyInstanceUID  # plain UIDs are not decoded
@@ -176,6 +175,32 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
     outcome.scrubbed_series_uid = series
+    outcome.outcome = DEIDENTIFIED
+
+
+def _context(settings: ScrubSettings, compiled: _Compiled, job: ScrubJob, subject: str, pixels_cleaned: bool) -> DeidContext:
+    return DeidContext(
+        key=settings.key,
+        subject=subject,
+        parameters=dict(job.parameters),
+        allowlist=compiled.allowlist,
+        deid_parameters=compiled.parameters,
+        pixels_cleaned=pixels_cleaned,
+    )
+
+
+def _finish_raw(raw: RawScrub, compiled: _Compiled, outcome: Outcome) -> None:
+    """The outcome of a file scrubbed on the raw path, written when not filtered."""
+    outcome.transfer_syntax_in = raw.transfer_syntax
+    outcome.series_instance_uid = raw.series_in or None
+    if raw.filtered is not None:
+        outcome.outcome, outcome.rule = FILTERED, raw.filtered
+        return
+    parts = (raw.encoded,) if raw.pixel_tail is None else (raw.encoded, raw.pixel_tail)
+    outcome.output = compiled.sink.write(raw.name, *parts)
+    outcome.bytes_out = sum(len(p) for p in parts)
+    outcome.transfer_syntax_out = raw.transfer_syntax
+    outcome.scrubbed_series_uid = raw.series_out
     outcome.outcome = DEIDENTIFIED
 
 

@@ -105,9 +105,14 @@ _REMEMBERED_LENGTH_MAX = 1024
 
 def _outcomes(ds: Dataset, compiled: CompiledProfile, context: DeidContext) -> dict | None:
     """The outcomes remembered for this profile and context; None when the context is unhashable."""
+    return remembered_outcomes(byte_transparent(ds), compiled, context)
+
+
+def remembered_outcomes(transparent: bool, compiled: CompiledProfile, context: DeidContext) -> dict | None:
+    """_outcomes for a dataset whose byte_transparent is ``transparent``."""
     try:
         parameters = tuple(sorted(context.parameters.items()))
-        context_key = (byte_transparent(ds), context.key, context.subject, parameters, context.allowlist,
+        context_key = (transparent, context.key, context.subject, parameters, context.allowlist,
                        context.deid_parameters)
         hash(context_key)
     except TypeError:

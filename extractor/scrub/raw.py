@@ -1,0 +1,429 @@
+"""The scrub's raw path: the common file scrubbed from its bytes, without a pydicom Dataset.
+
+For an explicit VR little endian file whose private elements the profile removes unread, the
+header is scanned once into element positions. Elements the profile removes by tag are left
+out; elements it keeps are copied as their bytes; UIDs it hashes are hashed here; values the
+walker has met before come from the walker's memory (extractor.scrub.metadata.settled); only
+the rest (the character set, sequences, values not met yet) goes through the walker, in a small
+Dataset of its own, exactly as ``deidentify_settled`` hands them over. The filters and the pixel
+scripts read a small Dataset of the elements they can name. ``scrub_raw`` returns None (nothing
+done) for anything else, and the caller takes the Dataset path.
+
+The written bytes are those of the Dataset path and of the pydicom reference path
+(tests/test_scrub_header.py compares all three).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from struct import Struct
+
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement, empty_value_for_VR
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+
+from extractor.deid.pseudonymize import hash_uid
+from extractor.scrub.ctp.elements import TagRef
+from extractor.scrub.filters import decide
+from extractor.scrub.header import (
+    _LONG_VRS,
+    _PIXEL_TAGS,
+    _VR_NAMES,
+    _element_bytes,
+    _raw_header,
+    _read_elements,
+    _Decline,
+    file_meta_group,
+    plain_string,
+    plain_value,
+)
+from extractor.scrub.metadata.apply import (
+    _UID_CACHES,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    SPECIFIC_CHARACTER_SET,
+    DeidContext,
+    _raw_values,
+    _shared_cache,
+    byte_transparent,
+    deidentify_metadata,
+)
+from extractor.scrub.metadata.rules import DICOM_UID_ROOT, HASH_UID, HASH_UID_UNLISTED, KNOWN_TAGS, UID as UID_ACTION
+from extractor.scrub.metadata.settled import (
+    _REMEMBERED_LENGTH_MAX,
+    _REMOVED,
+    _UNCHANGED,
+    _remember,
+    _split_unknown,
+    remembered_outcomes,
+    settled_tags,
+)
+
+_EXPLICIT = Struct("<HH2sH").unpack_from
+_UL = Struct("<L").unpack_from
+_UNDEFINED = 0xFFFFFFFF
+_ITEM_DELIMITER = 0xFFFEE00D
+_IMPLICIT_LITTLE = "1.2.840.10008.1.2"
+SOP_CLASS, SOP_INSTANCE, MODALITY, PATIENT_ID = 0x00080016, 0x00080018, 0x00080060, 0x00100020
+STUDY, SERIES = 0x0020000D, 0x0020000E
+_NAMING = frozenset({STUDY, SERIES, SOP_INSTANCE})
+_NAMES = -1  # the key of the naming values in _deidentify's result
+# What the default filters read (filters.decide), the modality (the ultrasound check) and the
+# patient ID (the subject of the date shift).
+_READ_TAGS = frozenset({0x00080016, 0x00080070, 0x00080064, 0x00280301, 0x00080008, MODALITY, PATIENT_ID,
+                        SPECIFIC_CHARACTER_SET})
+
+
+@dataclass(frozen=True)
+class RawScrub:
+    """A file scrubbed on the raw path (``filtered`` set: not written, ``encoded`` empty)."""
+
+    transfer_syntax: str
+    series_in: str | None
+    filtered: str | None = None
+    name: str = ""
+    encoded: bytes = b""
+    pixel_tail: memoryview | None = None
+    series_out: str = ""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    read_tags: frozenset[int]  # what the filters and scripts read, in a small Dataset
+    uid_rules: dict[int, bool]  # tags walked for a value whose rule hashes a UID -> unlisted kept
+
+
+_plans: dict[int, tuple[object, _Plan | None]] = {}
+
+
+def _plan(compiled) -> _Plan | None:
+    """Once per compiled settings; None where the raw path does not apply (private elements
+    kept or read, allowlist mode, a script that names a file meta, private or nested element)."""
+    cached = _plans.get(id(compiled))
+    if cached is not None and cached[0] is compiled:
+        return cached[1]
+    plan = None
+    settled = settled_tags(compiled.profile.compiled)
+    paths = [t.path for s in compiled.allow_scripts for t in s.terms]
+    paths += [t.path for s in compiled.pixel_scripts for r in s.rules for t in r.condition.terms()]
+    simple = all(len(p.refs) == 1 and isinstance(p.refs[0], TagRef) and p.refs[0].tag >> 16 not in (0x0002,)
+                 and not p.refs[0].tag >> 16 & 1 for p in paths)
+    if compiled.skip_private and settled is not None and simple:
+        rules = compiled.profile.compiled.rules
+        uid_rules = {tag: rules[tag].action == HASH_UID_UNLISTED for tag in settled.by_value
+                     if rules[tag].action in (UID_ACTION, HASH_UID, HASH_UID_UNLISTED)}
+        plan = _Plan(_READ_TAGS | {p.refs[0].tag for p in paths}, uid_rules)
+    _plans[id(compiled)] = (compiled, plan)
+    return plan
+
+
+def scrub_raw(data: bytes, compiled, key: str, job, context_for) -> RawScrub | None:
+    """The file scrubbed from its bytes, or None: the caller takes the Dataset path.
+
+    ``context_for(subject)`` builds the DeidContext of the Dataset path for the file's subject."""
+    plan = _plan(compiled)
+    if plan is None or len(data) < 140 or data[128:132] != b"DICM":
+        return None
+    try:
+        meta, position = _read_elements(data, 132, implicit=False, meta=True)
+    except _Decline:
+        return None
+    syntax_elem = meta.get(0x00020010)
+    syntax = plain_value(syntax_elem.value, "UI") if syntax_elem is not None and syntax_elem.value else None
+    if syntax is None or syntax == _IMPLICIT_LITTLE or "\\" in syntax:
+        return None
+    uid = UID(syntax)
+    if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian or uid.is_implicit_VR:
+        return None
+    if position + 8 > len(data) or data[position:position + 2] == b"\x00\x00" or data[position + 4:position + 6] not in _VR_NAMES:
+        return None
+    scanned = _scan(data, position)
+    if scanned is None:
+        return None
+    elements, stop = scanned
+    by_tag = {e[0]: e for e in elements}
+
+    small = _small_dataset(data, by_tag, plan.read_tags)
+    transparent = byte_transparent(small)
+    series_in = _plain(data, by_tag.get(SERIES))
+    if series_in is None and SERIES in by_tag:
+        return None
+    decision = decide(small, syntax, compiled.allow_scripts)
+    if not decision.passed:
+        return RawScrub(syntax, series_in, filtered=decision.rule)
+    if any(s.regions_for(small) is not None for s in compiled.pixel_scripts):
+        return None  # pixels to blank: the Dataset path
+    modality = _modality(small)
+    if modality is None:
+        return None
+    if modality.upper() == "US":
+        return RawScrub(syntax, series_in, filtered="ultrasound-without-pixel-rule")
+    from extractor.scrub.instance import trailing_pixel_element  # noqa: PLC0415 - instance imports this module
+
+    pixel_tail = trailing_pixel_element(data, stop, syntax)
+    if pixel_tail is None and stop < len(data):
+        return None
+    subject = job.subject
+    if not subject:
+        patient = plain_string(small, PATIENT_ID, transparent) if PATIENT_ID in small._dict else ""
+        if patient is None:
+            return None  # instance._patient_id decodes it
+        subject = f"patient:{patient.strip()}"
+    context = context_for(subject)
+
+    try:
+        out = _deidentify(data, elements, by_tag, small, compiled, plan, context, transparent, key)
+    except Exception:  # noqa: BLE001 - the Dataset path does it again, and reports any error as it always has
+        return None
+    if out is None:
+        return None
+    names = out.pop(_NAMES)
+    study, series, sop = (plain_value(names[t], "UI") if names.get(t) else None for t in (STUDY, SERIES, SOP_INSTANCE))
+    if study is None or series is None or sop is None or "\\" in study + series + sop:
+        return None
+    sop_class_elem = meta.get(0x00020002)
+    sop_class = plain_value(sop_class_elem.value, "UI") if sop_class_elem is not None and sop_class_elem.value else None
+    if sop_class is None:
+        return None
+    group = file_meta_group([(0x00020001, "OB", b"\x00\x01"), (0x00020002, "UI", sop_class), (0x00020003, "UI", sop),
+                             (0x00020010, "UI", syntax), (0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+                             (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)])
+    if group is None:
+        return None
+    parts = [b"\x00" * 128, b"DICM", group]
+    for tag in sorted(out):
+        if not (tag & 0xFFFF == 0 and tag >> 16 > 6):
+            parts.append(out[tag])
+    return RawScrub(syntax, series_in, None, f"{study}/{series}/{sop}.dcm", b"".join(parts), pixel_tail, series)
+
+
+def _scan(data: bytes, position: int) -> tuple[list[tuple], int] | None:
+    """(tag, VR, header start, value start, value end) of every public element up to the pixel
+    data, as header._read_elements reads them with skip_private; None where it would decline
+    or hand an undefined length to pydicom."""
+    elements = []
+    append = elements.append
+    end = len(data)
+    previous = -1
+    unpack, unpack_length, vr_names, long_vrs = _EXPLICIT, _UL, _VR_NAMES, _LONG_VRS
+    while position + 8 <= end:
+        group, element, raw_vr, length = unpack(data, position)
+        vr = vr_names.get(raw_vr)
+        if vr is None:
+            return None
+        if raw_vr in long_vrs:
+            if data[position + 6:position + 8] != b"\x00\x00":
+                return None
+            length = unpack_length(data, position + 8)[0]
+            start = position + 12
+        else:
+            start = position + 8
+        tag = group << 16 | element
+        if tag <= previous or tag >= 0x7FE00008:
+            if tag in _PIXEL_TAGS:
+                return elements, position
+            if tag <= previous or tag == _ITEM_DELIMITER:
+                return None
+        previous = tag
+        if length == _UNDEFINED:
+            return None
+        value_end = start + length
+        if value_end > end:
+            return None
+        if not group & 1:
+            append((tag, vr, position, start, value_end))
+        position = value_end
+    if position != end:
+        return None
+    return elements, end
+
+
+def _raw(data: bytes, scanned: tuple) -> RawDataElement:
+    """The RawDataElement header._read_elements builds for a scanned element."""
+    tag, vr, _, start, end = scanned
+    value = data[start:end] if end > start else empty_value_for_VR(vr, raw=True)
+    return RawDataElement(BaseTag(tag), vr, end - start, value, start, False, True, True, False)
+
+
+def _small_dataset(data: bytes, by_tag: dict, tags: frozenset[int]) -> Dataset:
+    small = Dataset({BaseTag(t): _raw(data, by_tag[t]) for t in sorted(tags) if t in by_tag})
+    small.set_original_encoding(False, True, small._character_set)  # decodes the character set, as read_header_fast does
+    return small
+
+
+def _modality(small: Dataset) -> str | None:
+    """The modality as instance._single_text reads it; None where that would decode it."""
+    elem = small._dict.get(MODALITY)
+    if elem is None:
+        return ""
+    if elem.__class__ is not RawDataElement or not elem.value:
+        return None
+    text = plain_value(elem.value, "CS")
+    return text if text is not None and "\\" not in text else None
+
+
+def _plain(data: bytes, scanned: tuple | None) -> str | None:
+    """plain_text of a scanned UI element, without backslashes; None when absent or not plain."""
+    if scanned is None or scanned[1] != "UI" or scanned[4] == scanned[3]:
+        return None
+    text = plain_value(data[scanned[3]:scanned[4]], "UI")
+    return text if text is not None and "\\" not in text else None
+
+
+def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, compiled, plan: _Plan,
+                context: DeidContext, transparent: bool, key: str) -> dict | None:
+    """{tag: element bytes} of the de-identified dataset, as deidentify_settled leaves it and
+    encode_file_fast writes it, and under _NAMES {tag: value bytes} of the UIDs that name the
+    file; None where that takes the Dataset path."""
+    profile = compiled.profile
+    settled = settled_tags(profile.compiled)
+    present = by_tag.keys()
+    removed = present & settled.removed
+    walked = present & settled.walked
+    unknown = set(present).difference(KNOWN_TAGS)
+    if unknown:
+        unknown_removed, unknown_walked = _split_unknown(unknown, profile.compiled)
+        removed |= unknown_removed
+        walked |= unknown_walked
+    out: dict = {}
+    names: dict[int, bytes] = {}
+    decoded = small._dict
+    for tag, vr, header, start, end in elements:
+        if tag in removed or tag in walked:
+            continue
+        elem = decoded.get(tag)
+        if elem is not None and elem.__class__ is not RawDataElement:  # read by a filter: written as pydicom writes it
+            out[tag] = _element_bytes(elem, False, small.get("SpecificCharacterSet", default_encoding))
+        else:
+            out[tag] = data[header:end]
+            if tag in _NAMING:
+                names[tag] = data[start:end]
+
+    outcomes = remembered_outcomes(transparent, profile.compiled, context)
+    if outcomes is None:
+        return None
+    uids = _shared_cache(_UID_CACHES, context.key)
+    rest, asked = {}, {}
+    for tag in walked:
+        scanned = by_tag[tag]
+        elem = decoded.get(tag)
+        if elem is not None and elem.__class__ is not RawDataElement:
+            rest[tag] = elem  # decoded by a filter: the walker takes it as it is
+            continue
+        _, vr, header, start, end = scanned
+        if tag in plan.uid_rules and vr == "UI":
+            value = _hashed_uids(data[start:end], plan.uid_rules[tag], key, uids)
+            if value is not None:
+                if value:
+                    out[tag] = _raw_value_bytes(tag, vr, value)
+                    names[tag] = value
+                else:
+                    out[tag] = data[header:end]
+                    names[tag] = data[start:end]
+                continue
+        elif tag in settled.by_value and end - start <= _REMEMBERED_LENGTH_MAX:
+            outcome_key = (tag, vr, None if tag in settled.emptied else data[start:end], False, True)
+            outcome = outcomes.get(outcome_key)
+            if outcome is _UNCHANGED:
+                out[tag] = data[header:end]
+                names[tag] = data[start:end]
+                continue
+            if outcome is _REMOVED:
+                continue
+            if outcome is not None:
+                out[tag] = _raw_value_bytes(tag, outcome[0], outcome[1])
+                names[tag] = outcome[1]
+                continue
+            elem = _raw(data, scanned)
+            asked[elem.tag] = (outcomes, outcome_key, elem)
+            rest[tag] = elem
+            continue
+        rest[tag] = _raw(data, scanned)
+
+    ds = Dataset({BaseTag(t): e for t, e in rest.items()})
+    ds.set_original_encoding(False, True, small._character_set)
+    charset_before = small._character_set
+    deidentify_metadata(ds, profile, context, regenerate_meta=False)
+    _remember(asked, ds, False, transparent)
+    if ds._character_set != charset_before:
+        return None  # encode_file_fast would hand the file to pydicom's writer
+    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    for tag, elem in ds._dict.items():
+        if elem.__class__ is RawDataElement:
+            if elem.value is None:
+                return None
+            header = _raw_header(elem, False)
+            if header is None:
+                return None
+            out[int(tag)] = header + elem.value
+            names[int(tag)] = elem.value
+        elif int(tag) in _NAMING:
+            return None  # decoded: the Dataset path names the file from the decoded value
+        else:
+            out[int(tag)] = _element_bytes(elem, False, encodings)
+    out[_NAMES] = names
+    return out
+
+
+def _hashed_uids(value: bytes, unlisted: bool, key: str, cache: dict[str, str]) -> bytes | None:
+    """The walker's UID action on a raw UI value: the new value bytes, b"" when it leaves the
+    value as it is, None when it would take another path (non-ASCII text). Remembered by the
+    value's bytes: a series repeats its study, series and frame UIDs."""
+    memo = _HASHED.get((key, unlisted))
+    if memo is None or len(memo) > 50_000:
+        if len(_HASHED) > 64:
+            _HASHED.clear()
+        memo = _HASHED[(key, unlisted)] = {}
+    hashed = memo.get(value, _MISSING)
+    if hashed is _MISSING:
+        hashed = memo[value] = _hash_uids(value, unlisted, key, cache)
+    return hashed
+
+
+_HASHED: dict[tuple, dict[bytes, bytes | None]] = {}
+_MISSING = object()
+
+
+def _hash_uids(value: bytes, unlisted: bool, key: str, cache: dict[str, str]) -> bytes | None:
+    if not value:
+        return b""
+    values = _raw_values(RawDataElement(0, "UI", len(value), value, 0, False, True), "UI")
+    if not values:
+        return b""
+    out, changed = [], False
+    for v in values:
+        if unlisted and v.startswith(DICOM_UID_ROOT):
+            out.append(v)
+            continue
+        h = cache.get(v)
+        if h is None:
+            h = hash_uid(v, key) or ""
+            cache[v] = h
+        out.append(h)
+        changed = True
+    if not changed:
+        return b""
+    text = "\\".join(out)
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    return data + b"\x00" if len(data) & 1 else data
+
+
+def _raw_value_bytes(tag: int, vr: str, value: bytes) -> bytes:
+    """A raw element as encode_file_fast writes it (explicit VR little endian)."""
+    header_key = (tag, vr, len(value))
+    header = _HEADERS.get(header_key)
+    if header is None:
+        header = _raw_header(RawDataElement(tag, vr, len(value), value, 0, False, True, True, False), False)
+        if header is None:
+            raise _Decline
+        if len(_HEADERS) > 20_000:
+            _HEADERS.clear()
+        _HEADERS[header_key] = header
+    return header + value
+
+
+_HEADERS: dict[tuple, bytes] = {}
