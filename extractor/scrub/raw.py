@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from struct import Struct
 
-from pydicom.charset import default_encoding
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
@@ -70,6 +70,7 @@ SOP_CLASS, SOP_INSTANCE, MODALITY, PATIENT_ID = 0x00080016, 0x00080018, 0x000800
 STUDY, SERIES = 0x0020000D, 0x0020000E
 _NAMING = frozenset({STUDY, SERIES, SOP_INSTANCE})
 _NAMES = -1  # the key of the naming values in _deidentify's result
+_VR_INFO = {raw: (name, raw in _LONG_VRS) for raw, name in _VR_NAMES.items()}  # VR bytes -> (VR, 4-byte length)
 # What the default filters read (filters.decide), the modality (the ultrasound check) and the
 # patient ID (the subject of the date shift).
 _READ_TAGS = frozenset({0x00080016, 0x00080070, 0x00080064, 0x00280301, 0x00080008, MODALITY, PATIENT_ID,
@@ -92,7 +93,9 @@ class RawScrub:
 @dataclass(frozen=True)
 class _Plan:
     read_tags: frozenset[int]  # what the filters and scripts read, in a small Dataset
+    filter_tags: tuple[int, ...]  # among those, what a filter decision depends on
     uid_rules: dict[int, bool]  # tags walked for a value whose rule hashes a UID -> unlisted kept
+    decisions: dict[tuple, tuple]  # remembered filter decisions (see _filter)
 
 
 _plans: dict[int, tuple[object, _Plan | None]] = {}
@@ -114,7 +117,10 @@ def _plan(compiled) -> _Plan | None:
         rules = compiled.profile.compiled.rules
         uid_rules = {tag: rules[tag].action == HASH_UID_UNLISTED for tag in settled.by_value
                      if rules[tag].action in (UID_ACTION, HASH_UID, HASH_UID_UNLISTED)}
-        plan = _Plan(_READ_TAGS | {p.refs[0].tag for p in paths}, uid_rules)
+        script_tags = {p.refs[0].tag for p in paths}
+        read_tags = _READ_TAGS | script_tags
+        filter_tags = tuple(sorted(read_tags - ({PATIENT_ID} - script_tags)))
+        plan = _Plan(read_tags, filter_tags, uid_rules, {})
     _plans[id(compiled)] = (compiled, plan)
     return plan
 
@@ -145,21 +151,16 @@ def scrub_raw(data: bytes, compiled, key: str, job, context_for) -> RawScrub | N
     elements, stop = scanned
     by_tag = {e[0]: e for e in elements}
 
-    small = _small_dataset(data, by_tag, plan.read_tags)
+    small, charset = _small_dataset(data, by_tag, plan.read_tags)
     transparent = byte_transparent(small)
     series_in = _plain(data, by_tag.get(SERIES))
     if series_in is None and SERIES in by_tag:
         return None
-    decision = decide(small, syntax, compiled.allow_scripts)
-    if not decision.passed:
-        return RawScrub(syntax, series_in, filtered=decision.rule)
-    if any(s.regions_for(small) is not None for s in compiled.pixel_scripts):
-        return None  # pixels to blank: the Dataset path
-    modality = _modality(small)
-    if modality is None:
+    passed, rule = _filter(small, syntax, compiled, plan)
+    if passed is None:
         return None
-    if modality.upper() == "US":
-        return RawScrub(syntax, series_in, filtered="ultrasound-without-pixel-rule")
+    if not passed:
+        return RawScrub(syntax, series_in, filtered=rule)
     from extractor.scrub.instance import trailing_pixel_element  # noqa: PLC0415 - instance imports this module
 
     pixel_tail = trailing_pixel_element(data, stop, syntax)
@@ -174,7 +175,7 @@ def scrub_raw(data: bytes, compiled, key: str, job, context_for) -> RawScrub | N
     context = context_for(subject)
 
     try:
-        out = _deidentify(data, elements, by_tag, small, compiled, plan, context, transparent, key)
+        out = _deidentify(data, elements, by_tag, small, charset, compiled, plan, context, transparent, key)
     except Exception:  # noqa: BLE001 - the Dataset path does it again, and reports any error as it always has
         return None
     if out is None:
@@ -207,13 +208,14 @@ def _scan(data: bytes, position: int) -> tuple[list[tuple], int] | None:
     append = elements.append
     end = len(data)
     previous = -1
-    unpack, unpack_length, vr_names, long_vrs = _EXPLICIT, _UL, _VR_NAMES, _LONG_VRS
+    unpack, unpack_length, vr_info = _EXPLICIT, _UL, _VR_INFO
     while position + 8 <= end:
         group, element, raw_vr, length = unpack(data, position)
-        vr = vr_names.get(raw_vr)
-        if vr is None:
+        info = vr_info.get(raw_vr)
+        if info is None:
             return None
-        if raw_vr in long_vrs:
+        vr, long = info
+        if long:
             if data[position + 6:position + 8] != b"\x00\x00":
                 return None
             length = unpack_length(data, position + 8)[0]
@@ -247,10 +249,67 @@ def _raw(data: bytes, scanned: tuple) -> RawDataElement:
     return RawDataElement(BaseTag(tag), vr, end - start, value, start, False, True, True, False)
 
 
-def _small_dataset(data: bytes, by_tag: dict, tags: frozenset[int]) -> Dataset:
+def _small_dataset(data: bytes, by_tag: dict, tags: frozenset[int]) -> tuple[Dataset, str | list[str]]:
+    """The elements the filters read, and the dataset's character set (Python encodings)."""
     small = Dataset({BaseTag(t): _raw(data, by_tag[t]) for t in sorted(tags) if t in by_tag})
-    small.set_original_encoding(False, True, small._character_set)  # decodes the character set, as read_header_fast does
-    return small
+    charset = _plain_charset(small)
+    if charset is None:
+        charset = small._character_set  # decodes the character set, as read_header_fast does
+    small.set_original_encoding(False, True, charset)
+    return small, charset
+
+
+def _plain_charset(small: Dataset) -> str | list[str] | None:
+    """Dataset._character_set without decoding the element, where its value is plain (then
+    pydicom writes back the same bytes, so the element can stay raw); None otherwise."""
+    elem = small._dict.get(SPECIFIC_CHARACTER_SET)
+    if elem is None:
+        return default_encoding
+    if elem.__class__ is not RawDataElement or not elem.value:
+        return None
+    charset = _CHARSETS.get(elem.value)
+    if charset is None:
+        text = plain_value(elem.value, "CS")
+        if text is None:
+            return None
+        charset = _CHARSETS[elem.value] = convert_encodings(text.split("\\") if "\\" in text else text)
+    return list(charset) if isinstance(charset, list) else charset
+
+
+_CHARSETS: dict[bytes, str | list[str]] = {}
+
+
+def _filter(small: Dataset, syntax: str, compiled, plan: _Plan) -> tuple[bool | None, str | None]:
+    """(passed, rule) as instance._scrub decides before the metadata: the filters, the pixel
+    scripts, the ultrasound check; passed None where the Dataset path must decide (pixels to
+    blank, a value it would decode). Remembered by the bytes of what the decision reads, where
+    it decoded nothing (decoding changes what is written)."""
+    d = small._dict
+    key = (syntax, *(((t, d[t].VR, d[t].value) if t in d else t) for t in plan.filter_tags))
+    try:
+        remembered = plan.decisions.get(key)
+    except TypeError:  # a decoded (unhashable) value: decide afresh
+        remembered, key = None, None
+    if remembered is not None:
+        return remembered
+    decision = decide(small, syntax, compiled.allow_scripts)
+    if not decision.passed:
+        result = (False, decision.rule)
+    elif any(s.regions_for(small) is not None for s in compiled.pixel_scripts):
+        result = (None, None)  # pixels to blank: the Dataset path
+    else:
+        modality = _modality(small)
+        if modality is None:
+            result = (None, None)
+        elif modality.upper() == "US":
+            result = (False, "ultrasound-without-pixel-rule")
+        else:
+            result = (True, None)
+    if key is not None and all(d[t].__class__ is RawDataElement for t in plan.filter_tags if t in d and t != SPECIFIC_CHARACTER_SET):
+        if len(plan.decisions) > 10_000:
+            plan.decisions.clear()
+        plan.decisions[key] = result
+    return result
 
 
 def _modality(small: Dataset) -> str | None:
@@ -272,8 +331,8 @@ def _plain(data: bytes, scanned: tuple | None) -> str | None:
     return text if text is not None and "\\" not in text else None
 
 
-def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, compiled, plan: _Plan,
-                context: DeidContext, transparent: bool, key: str) -> dict | None:
+def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, charset: str | list[str], compiled,
+                plan: _Plan, context: DeidContext, transparent: bool, key: str) -> dict | None:
     """{tag: element bytes} of the de-identified dataset, as deidentify_settled leaves it and
     encode_file_fast writes it, and under _NAMES {tag: value bytes} of the UIDs that name the
     file; None where that takes the Dataset path."""
@@ -289,17 +348,18 @@ def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, compi
         walked |= unknown_walked
     out: dict = {}
     names: dict[int, bytes] = {}
-    decoded = small._dict
-    for tag, vr, header, start, end in elements:
-        if tag in removed or tag in walked:
-            continue
-        elem = decoded.get(tag)
-        if elem is not None and elem.__class__ is not RawDataElement:  # read by a filter: written as pydicom writes it
-            out[tag] = _element_bytes(elem, False, small.get("SpecificCharacterSet", default_encoding))
-        else:
+    decoded = {int(t): e for t, e in small._dict.items() if e.__class__ is not RawDataElement}  # by a filter
+    skipped = removed | walked | decoded.keys()
+    for tag, _, header, start, end in elements:
+        if tag not in skipped:
             out[tag] = data[header:end]
-            if tag in _NAMING:
-                names[tag] = data[start:end]
+    for tag, elem in decoded.items():
+        if tag not in removed and tag not in walked:  # written as pydicom writes it
+            out[tag] = _element_bytes(elem, False, small.get("SpecificCharacterSet", default_encoding))
+    for tag in _NAMING:
+        if tag in out and tag not in decoded:
+            scanned = by_tag[tag]
+            names[tag] = data[scanned[3]:scanned[4]]
 
     outcomes = remembered_outcomes(transparent, profile.compiled, context)
     if outcomes is None:
@@ -309,7 +369,7 @@ def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, compi
     for tag in walked:
         scanned = by_tag[tag]
         elem = decoded.get(tag)
-        if elem is not None and elem.__class__ is not RawDataElement:
+        if elem is not None:
             rest[tag] = elem  # decoded by a filter: the walker takes it as it is
             continue
         _, vr, header, start, end = scanned
@@ -343,13 +403,13 @@ def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, compi
         rest[tag] = _raw(data, scanned)
 
     ds = Dataset({BaseTag(t): e for t, e in rest.items()})
-    ds.set_original_encoding(False, True, small._character_set)
-    charset_before = small._character_set
+    ds.set_original_encoding(False, True, charset)
+    charset_elem = ds._dict.get(SPECIFIC_CHARACTER_SET)
     deidentify_metadata(ds, profile, context, regenerate_meta=False)
     _remember(asked, ds, False, transparent)
-    if ds._character_set != charset_before:
+    if ds._dict.get(SPECIFIC_CHARACTER_SET) is not charset_elem and ds._character_set != charset:
         return None  # encode_file_fast would hand the file to pydicom's writer
-    encodings = ds.get("SpecificCharacterSet", default_encoding)
+    encodings = None
     for tag, elem in ds._dict.items():
         if elem.__class__ is RawDataElement:
             if elem.value is None:
@@ -362,6 +422,8 @@ def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, compi
         elif int(tag) in _NAMING:
             return None  # decoded: the Dataset path names the file from the decoded value
         else:
+            if encodings is None:
+                encodings = ds.get("SpecificCharacterSet", default_encoding)  # as encode_file_fast: decodes it
             out[int(tag)] = _element_bytes(elem, False, encodings)
     out[_NAMES] = names
     return out
