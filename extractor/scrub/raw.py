@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from struct import Struct
+from struct import error as struct_error
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import RawDataElement, empty_value_for_VR
@@ -134,7 +135,7 @@ def scrub_raw(data: bytes, compiled, key: str, job, context_for) -> RawScrub | N
         return None
     try:
         meta, position = _read_elements(data, 132, implicit=False, meta=True)
-    except _Decline:
+    except (_Decline, struct_error):  # struct_error: a truncated file
         return None
     syntax_elem = meta.get(0x00020010)
     syntax = plain_value(syntax_elem.value, "UI") if syntax_elem is not None and syntax_elem.value else None
@@ -216,7 +217,7 @@ def _scan(data: bytes, position: int) -> tuple[list[tuple], int] | None:
             return None
         vr, long = info
         if long:
-            if data[position + 6:position + 8] != b"\x00\x00":
+            if data[position + 6:position + 8] != b"\x00\x00" or position + 12 > end:
                 return None
             length = unpack_length(data, position + 8)[0]
             start = position + 12

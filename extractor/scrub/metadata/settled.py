@@ -208,7 +208,7 @@ def _remember(asked: dict, walked: Dataset, implicit: bool, transparent: bool) -
             outcomes[outcome_key] = _UNCHANGED
         elif after.__class__ is RawDataElement:
             outcomes[outcome_key] = (after.VR, after.value)
-        elif transparent and after.__class__ is DataElement and before.value.isascii():
+        elif transparent and after.__class__ is DataElement and before.value.__class__ is bytes and before.value.isascii():
             encoded = _ascii_value_bytes(after, implicit)
             if encoded is not None:
                 outcomes[outcome_key] = (after.VR, encoded)
