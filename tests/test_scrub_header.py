@@ -211,4 +211,3 @@ def test_decoded_ascii_outcomes_are_remembered(demo_files: list[Path], tmp_path:
     remembered = {key[0] for _, contexts in _OUTCOMES.values() for outcomes in contexts.values()
                   for key, outcome in outcomes.items() if isinstance(outcome, tuple)}
     assert {0x00100020, 0x00080050} <= remembered
-
