@@ -367,42 +367,45 @@ def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, chars
         return None
     uids = _shared_cache(_UID_CACHES, context.key)
     rest, asked = {}, {}
-    for tag in walked:
-        scanned = by_tag[tag]
+    by_value, emptied, uid_rules = settled.by_value, settled.emptied, plan.uid_rules
+    for scanned in elements:
+        tag, vr, header, start, end = scanned
+        if tag not in walked:
+            continue
         elem = decoded.get(tag)
         if elem is not None:
             rest[tag] = elem  # decoded by a filter: the walker takes it as it is
             continue
-        _, vr, header, start, end = scanned
-        if tag in plan.uid_rules and vr == "UI":
-            value = _hashed_uids(data[start:end], plan.uid_rules[tag], key, uids)
-            if value is not None:
-                if value:
-                    out[tag] = _raw_value_bytes(tag, vr, value)
-                    names[tag] = value
-                else:
-                    out[tag] = data[header:end]
-                    names[tag] = data[start:end]
-                continue
-        elif tag in settled.by_value and end - start <= _REMEMBERED_LENGTH_MAX:
-            outcome_key = (tag, vr, None if tag in settled.emptied else data[start:end], False, True)
-            outcome = outcomes.get(outcome_key)
-            if outcome is _UNCHANGED:
-                out[tag] = data[header:end]
-                names[tag] = data[start:end]
-                continue
-            if outcome is _REMOVED:
-                continue
-            if outcome is not None:
-                out[tag] = _raw_value_bytes(tag, outcome[0], outcome[1])
-                names[tag] = outcome[1]
-                continue
-            elem = _raw(data, scanned)
-            asked[elem.tag] = (outcomes, outcome_key, elem)
-            rest[tag] = elem
+        if tag not in uid_rules and tag not in by_value or end - start > _REMEMBERED_LENGTH_MAX:
+            rest[tag] = _raw(data, scanned)
             continue
-        rest[tag] = _raw(data, scanned)
+        # What this element becomes, remembered by its bytes (tag, VR and value) in this context.
+        element = data[header:end]
+        written = outcomes.get(element)
+        if written is None:
+            written = _settle(data, scanned, outcomes, emptied, uid_rules, key, uids)
+            if written is None:
+                elem = _raw(data, scanned)
+                asked[elem.tag] = (outcomes, (tag, vr, None if tag in emptied else elem.value, False, True), elem)
+                rest[tag] = elem
+                continue
+            outcomes[element] = written
+        if written is not _REMOVED:
+            out[tag] = written
+            if tag in _NAMING:
+                names[tag] = written[8:]  # UI: a short header
 
+    # The walker's result for the rest, remembered by the rest's bytes (in files of a series it
+    # is the character set, the modality and the same sequences, file after file).
+    rest_key = ("rest", *(data[by_tag[t][2]:by_tag[t][4]] for t in rest)) if not asked and not decoded.keys() & rest.keys() else None
+    remembered = outcomes.get(rest_key) if rest_key is not None else None
+    if remembered is not None:
+        written_rest, rest_names = remembered
+        out.update(written_rest)
+        names.update(rest_names)
+        out[_NAMES] = names
+        return out
+    written_rest, rest_names = {}, {}
     ds = Dataset({BaseTag(t): e for t, e in rest.items()})
     ds.set_original_encoding(False, True, charset)
     charset_elem = ds._dict.get(SPECIFIC_CHARACTER_SET)
@@ -412,22 +415,50 @@ def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, chars
         return None  # encode_file_fast would hand the file to pydicom's writer
     encodings = None
     for tag, elem in ds._dict.items():
+        tag = int(tag)
         if elem.__class__ is RawDataElement:
             if elem.value is None:
                 return None
             header = _raw_header(elem, False)
             if header is None:
                 return None
-            out[int(tag)] = header + elem.value
-            names[int(tag)] = elem.value
-        elif int(tag) in _NAMING:
+            written_rest[tag] = header + elem.value
+            if tag in _NAMING:
+                rest_names[tag] = elem.value
+        elif tag in _NAMING:
             return None  # decoded: the Dataset path names the file from the decoded value
         else:
             if encodings is None:
                 encodings = ds.get("SpecificCharacterSet", default_encoding)  # as encode_file_fast: decodes it
-            out[int(tag)] = _element_bytes(elem, False, encodings)
+            written_rest[tag] = _element_bytes(elem, False, encodings)
+    if rest_key is not None:
+        outcomes[rest_key] = (written_rest, rest_names)
+    out.update(written_rest)
+    names.update(rest_names)
     out[_NAMES] = names
     return out
+
+
+def _settle(data: bytes, scanned: tuple, outcomes: dict, emptied: frozenset[int], uid_rules: dict[int, bool], key: str,
+            uids: dict[str, str]) -> bytes | str | None:
+    """The element bytes a walked element is written as (_REMOVED: not written), from the UID
+    rule or the walker's remembered outcome; None where the walker must see it."""
+    tag, vr, header, start, end = scanned
+    if tag in uid_rules:
+        if vr != "UI":
+            return None
+        value = _hashed_uids(data[start:end], uid_rules[tag], key, uids)
+        if value is None:
+            return None
+        return _raw_value_bytes(tag, vr, value) if value else data[header:end]
+    outcome = outcomes.get((tag, vr, None if tag in emptied else data[start:end], False, True))
+    if outcome is None:
+        return None
+    if outcome is _UNCHANGED:
+        return data[header:end]
+    if outcome is _REMOVED:
+        return _REMOVED
+    return _raw_value_bytes(tag, outcome[0], outcome[1])
 
 
 def _hashed_uids(value: bytes, unlisted: bool, key: str, cache: dict[str, str]) -> bytes | None:
