@@ -1,9 +1,9 @@
 """The fast header path writes exactly what the pydicom path writes (a differential test).
 
 ``scrub_instance(..., reference=True)`` is the pydicom path all the way: dcmread, the walker over
-every element, pydicom's writer. The default path reads the header with extractor.scrub.header,
-settles most elements by tag (extractor.scrub.metadata.settled) and writes raw elements as their
-bytes. For every file pydicom bundles and every file of a demo archive, under every shipped
+every element, pydicom's writer. The default path first tries the raw path (extractor.scrub.raw:
+no Dataset of the whole header), else reads the header with extractor.scrub.header, settles most
+elements by tag (extractor.scrub.metadata.settled) and writes raw elements as their bytes. For every file pydicom bundles and every file of a demo archive, under every shipped
 profile, in folder mode and with cohort-mode parameters, both must end in the same outcome and
 write byte-identical files. Where the fast reader or writer does not handle a file it hands it to
 pydicom; the test also checks that it does handle the common files, so it cannot pass by
@@ -211,3 +211,18 @@ def test_decoded_ascii_outcomes_are_remembered(demo_files: list[Path], tmp_path:
     remembered = {key[0] for _, contexts in _OUTCOMES.values() for outcomes in contexts.values()
                   for key, outcome in outcomes.items() if isinstance(outcome, tuple)}
     assert {0x00100020, 0x00080050} <= remembered
+
+
+def test_raw_path_takes_the_common_files(demo_files: list[Path], tmp_path: Path, monkeypatch) -> None:
+    """The raw path handles most demo files (so the differential tests above check it), and the
+    Dataset path still handles the files it declines."""
+    from extractor.scrub import instance
+
+    taken = []
+    scrub_raw = instance.scrub_raw
+    monkeypatch.setattr(instance, "scrub_raw", lambda *args: taken.append(scrub_raw(*args)) or taken[-1])
+    settings = _settings("pre-irb", tmp_path / "out")
+    compiled = compile_settings(settings)
+    outcomes = [scrub_instance(ScrubJob(str(path), subject=""), settings, compiled).outcome for path in demo_files]
+    assert sum(raw is not None for raw in taken) >= len(demo_files) // 2
+    assert outcomes.count("deidentified") > sum(raw is not None and raw.filtered is None for raw in taken)

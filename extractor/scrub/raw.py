@@ -389,7 +389,8 @@ def _deidentify(data: bytes, elements: list, by_tag: dict, small: Dataset, chars
                 asked[elem.tag] = (outcomes, (tag, vr, None if tag in emptied else elem.value, False, True), elem)
                 rest[tag] = elem
                 continue
-            outcomes[element] = written
+            if tag != SOP_INSTANCE:  # unique to the file: not worth remembering
+                outcomes[element] = written
         if written is not _REMOVED:
             out[tag] = written
             if tag in _NAMING:
