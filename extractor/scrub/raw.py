@@ -9,8 +9,10 @@ Dataset of its own, exactly as ``deidentify_settled`` hands them over. The filte
 scripts read a small Dataset of the elements they can name. ``scrub_raw`` returns None (nothing
 done) for anything else, and the caller takes the Dataset path.
 
-The written bytes are those of the Dataset path and of the pydicom reference path
-(tests/test_scrub_header.py compares all three).
+What a walked element is written as, and the walker's result for the rest, are remembered by
+their bytes in the walker's context (a series repeats them file after file). The written bytes
+are those of the Dataset path and of the pydicom reference path: tests/test_scrub_header.py
+compares the default path (raw where it applies) with the reference, byte for byte.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ _UL = Struct("<L").unpack_from
 _UNDEFINED = 0xFFFFFFFF
 _ITEM_DELIMITER = 0xFFFEE00D
 _IMPLICIT_LITTLE = "1.2.840.10008.1.2"
-SOP_CLASS, SOP_INSTANCE, MODALITY, PATIENT_ID = 0x00080016, 0x00080018, 0x00080060, 0x00100020
+SOP_INSTANCE, MODALITY, PATIENT_ID = 0x00080018, 0x00080060, 0x00100020
 STUDY, SERIES = 0x0020000D, 0x0020000E
 _NAMING = frozenset({STUDY, SERIES, SOP_INSTANCE})
 _NAMES = -1  # the key of the naming values in _deidentify's result
