@@ -36,6 +36,7 @@ class FolderSink:
         root.mkdir(parents=True, exist_ok=True)
         self._folders: set[Path] = {root}  # folders known to exist: one mkdir per series, not per file
         self._unnamed: bool | None = None if _O_TMPFILE else False  # unnamed temporary files work here
+        self._open_folder: tuple[Path, int] | None = None  # the last folder written to, open (files come by series)
 
     def exists(self, name: str) -> bool:
         return (self.root / name).exists()
@@ -65,7 +66,7 @@ class FolderSink:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._folders.add(target.parent)
         if self._unnamed is not False:
-            done = _write_unnamed(target, parts)
+            done = _write_unnamed(self._folder_fd(target.parent), target.name, parts)
             if done == _LINKED:
                 self._unnamed = True
                 return str(target)
@@ -74,6 +75,14 @@ class FolderSink:
         _write_renamed(target, parts)
         return str(target)
 
+    def _folder_fd(self, folder: Path) -> int:
+        if self._open_folder is None or self._open_folder[0] != folder:
+            if self._open_folder is not None:
+                os.close(self._open_folder[1])
+                self._open_folder = None
+            self._open_folder = (folder, os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        return self._open_folder[1]
+
 
 # O_TMPFILE (Linux 3.11+, not every file system): None = not tried yet in this process.
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
@@ -81,29 +90,26 @@ _NOT_SUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.
 _LINKED, _EXISTS, _UNSUPPORTED = "linked", "exists", "unsupported"
 
 
-def _write_unnamed(target: Path, parts: tuple[bytes | memoryview, ...]) -> str:
-    """Write an unnamed file in target's folder and link it as target: _LINKED. Nothing is left
-    behind when the system cannot (_UNSUPPORTED) or target exists already (_EXISTS: left to the
-    rename, which replaces it)."""
+def _write_unnamed(folder: int, name: str, parts: tuple[bytes | memoryview, ...]) -> str:
+    """Write an unnamed file in the open folder and link it there as name: _LINKED. Nothing is
+    left behind when the system cannot (_UNSUPPORTED) or name exists already (_EXISTS: left to
+    the rename, which replaces it)."""
     try:
-        handle = os.open(target.parent, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        handle = os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=folder)
     except OSError as exc:
         if exc.errno in _NOT_SUPPORTED:
             return _UNSUPPORTED
         raise
     try:
         _write_all(handle, parts)
-        folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:  # a dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW, which /proc/self/fd needs
-            os.link(f"/proc/self/fd/{handle}", target.name, dst_dir_fd=folder)
+            os.link(f"/proc/self/fd/{handle}", name, dst_dir_fd=folder)
         except FileExistsError:
             return _EXISTS
         except OSError as exc:
             if exc.errno in _NOT_SUPPORTED:
                 return _UNSUPPORTED
             raise
-        finally:
-            os.close(folder)
     finally:
         os.close(handle)  # an unnamed file not linked disappears here
     return _LINKED
