@@ -18,6 +18,10 @@ In one run, on the same flat folders and a warm page cache, each as its own subp
   (c) de-identifiers from PyPI with their own default profiles, each in its own virtual
       environment under benchmarks/out/venvs/ (created with uv when missing): dicognito,
       dicom-anonymizer, deid, dcmanon.
+Every tool writes its outputs to the same place: a fresh folder under --out-root (default the
+system temp dir; pass --out-root benchmarks/out to write beside the corpus, as before). Where the
+outputs go can matter more than the tools: a folder that something watches or indexes makes every
+file created there cost the same extra for each tool, which compresses the ratios.
 Every run is checked afterwards (output files counted, one output read back); a tool that did
 not write every file is reported as failed, not timed.
 
@@ -686,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", default="ct,us", help="ct, us or both (default)")
     parser.add_argument("--repeat", type=int, default=1, help="repeats of every run, interleaved; the shortest net time counts")
     parser.add_argument("--out-dir", type=Path, default=HERE / "out")
+    parser.add_argument("--out-root", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where every tool writes its output files (a fresh folder per run, removed after; "
+                             "default: the system temp dir, %(default)s); the corpus and the results stay in --out-dir")
     parser.add_argument("--imgomop", default=None, help="the imgomop command (default: next to this Python, else on PATH)")
     parser.add_argument("--bytecode", choices=("cached", "env"), default="cached", help="as in harvest.py")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
@@ -746,7 +753,10 @@ def main(argv: list[str] | None = None) -> int:
                               versions={"tool": packages.get(name), "pydicom": packages.get("pydicom"), "how": peer.how},
                               compiled=peer.compiled))
 
-    scratch = Path(tempfile.mkdtemp(prefix=f"scrub-{stamp}-", dir=out_dir))
+    out_root = args.out_root.resolve()
+    out_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"scrub-{stamp}-", dir=out_root))
+    print(f"outputs: every tool writes under {scratch} (--out-root {out_root})", flush=True)
     results: list[Row] = list(skipped)
     report: dict = {}
     try:
@@ -830,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
             "corpora": manifests,
             "us_rules": str(rules),
             "timing": "net = wall(corpus) - wall(one-file folder), whole subprocesses; per core = / processes",
+            "outputs_under": str(out_root),
             "results": [r.as_dict() for r in results],
             "ratios": all_ratios,
             "targets": {"CT": {"mb_per_s_per_core": f">= {CT_TARGET_MB_PER_CORE}",

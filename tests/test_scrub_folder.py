@@ -23,6 +23,7 @@ import pytest
 from conftest import TEST_DEID_KEY, invoke_cli
 
 from extractor.demo_data import make_demo_archive
+from extractor.scrub import sinks
 from extractor.scrub.run import EXTRACT_COLUMNS, MANIFEST_FOLDER, source_key
 
 PSEUDONYM = re.compile(r"^2\.25\.[1-9]\d*$")
@@ -208,12 +209,19 @@ def test_output_paths_and_manifest_leak_nothing(scrubbed, archive):
             assert needle not in path, f"{needle!r} appears in output path {path}"
 
 
-@pytest.mark.parametrize("failure", ["while writing", "before the rename"])
+@pytest.mark.parametrize("failure", ["while writing", "before the rename", "while writing unnamed", "before the link"])
 def test_a_failed_write_leaves_no_partial_file(failure, archive, tmp_path, monkeypatch):
+    """Both ways of writing atomically: an unnamed file linked into place, and (where the system
+    has no unnamed files) a named temporary file renamed."""
     chosen = copy_subset(archive, tmp_path / "in", {"CT": 2, "MR": 1})
     out = tmp_path / "out"
     seen: list[Path] = []
-    real_fdopen, real_replace = os.fdopen, os.replace
+    real_fdopen, real_replace, real_writev, real_link = os.fdopen, os.replace, os.writev, os.link
+    unnamed = failure in ("while writing unnamed", "before the link")
+
+    def is_output_unnamed(fd: int) -> bool:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        return target.startswith(str(out)) and "(deleted)" in target and f"/{MANIFEST_FOLDER}/" not in target
 
     def is_output_partial(path: Path) -> bool:
         return path.name.startswith(".partial-") and out in path.parents and path.parent.name != MANIFEST_FOLDER
@@ -249,15 +257,34 @@ def test_a_failed_write_leaves_no_partial_file(failure, archive, tmp_path, monke
             raise OSError(5, "Input/output error (simulated)")
         return real_replace(src, dst, *args, **kwargs)
 
+    def failing_writev(fd, buffers):
+        if is_output_unnamed(fd):
+            seen.append(Path(f"/proc/self/fd/{fd}"))
+            real_writev(fd, [bytes(buffers[0])[: len(buffers[0]) // 2]])
+            raise OSError(28, "No space left on device (simulated)")
+        return real_writev(fd, buffers)
+
+    def failing_link(src, dst, *args, **kwargs):
+        if str(src).startswith("/proc/self/fd/") and is_output_unnamed(int(str(src).rsplit("/", 1)[1])):
+            seen.append(Path(dst))
+            raise OSError(5, "Input/output error (simulated)")
+        return real_link(src, dst, *args, **kwargs)
+
     with monkeypatch.context() as patch:
+        if not unnamed:
+            patch.setattr(sinks, "_O_TMPFILE", 0)  # as on a system without unnamed files
         if failure == "while writing":
             patch.setattr(os, "fdopen", failing_fdopen)
-        else:
+        elif failure == "before the rename":
             patch.setattr(os, "replace", failing_replace)
+        elif failure == "while writing unnamed":
+            patch.setattr(os, "writev", failing_writev)
+        else:
+            patch.setattr(os, "link", failing_link)
         invoke_cli("scrub", str(tmp_path / "in"), "--out", str(out), "--workers", "1")
 
     assert len(seen) == len(chosen)  # every instance failed after its temporary file was created
-    assert not [p for p in seen if p.exists()]
+    assert unnamed or not [p for p in seen if p.exists()]
     assert not [p for p in out.rglob("*") if p.name.startswith(".partial-") or p.suffix == ".dcm"]
     rows = read_manifest(out)
     assert [(r["outcome"], r["error_class"], r["output"]) for r in rows] == [("quarantined", "OSError", None)] * len(chosen)
@@ -422,3 +449,15 @@ def test_encode_file_writes_what_dcmwrite_writes(name):
     reference = io.BytesIO()
     pydicom.dcmwrite(reference, ds, enforce_file_format=True)
     assert encode_file(ds) == reference.getvalue()
+
+
+def test_folder_sink_links_unnamed_files_and_replaces_an_existing_one(tmp_path):
+    sink = sinks.FolderSink(tmp_path / "out")
+    sink.write("a/b.dcm", b"first", memoryview(b" part"))
+    sink.write("a/b.dcm", b"second")  # a file left by an interrupted run is replaced (by the rename)
+    sink.write("a/c.dcm", b"")
+    assert (tmp_path / "out/a/b.dcm").read_bytes() == b"second"
+    assert (tmp_path / "out/a/c.dcm").read_bytes() == b""
+    assert sorted(p.name for p in (tmp_path / "out/a").iterdir()) == ["b.dcm", "c.dcm"]
+    if sinks._O_TMPFILE:
+        assert sink._unnamed is True  # Linux: the unnamed files worked, and still do after the replace

@@ -1,9 +1,9 @@
 """The fast header path writes exactly what the pydicom path writes (a differential test).
 
 ``scrub_instance(..., reference=True)`` is the pydicom path all the way: dcmread, the walker over
-every element, pydicom's writer. The default path reads the header with extractor.scrub.header,
-settles most elements by tag (extractor.scrub.metadata.settled) and writes raw elements as their
-bytes. For every file pydicom bundles and every file of a demo archive, under every shipped
+every element, pydicom's writer. The default path first tries the raw path (extractor.scrub.raw:
+no Dataset of the whole header), else reads the header with extractor.scrub.header, settles most
+elements by tag (extractor.scrub.metadata.settled) and writes raw elements as their bytes. For every file pydicom bundles and every file of a demo archive, under every shipped
 profile, in folder mode and with cohort-mode parameters, both must end in the same outcome and
 write byte-identical files. Where the fast reader or writer does not handle a file it hands it to
 pydicom; the test also checks that it does handle the common files, so it cannot pass by
@@ -24,9 +24,11 @@ from pydicom.multival import MultiValue
 from conftest import TEST_DEID_KEY
 
 from extractor.demo_data import make_demo_archive
-from extractor.scrub.header import encode_file_fast, plain_text, read_header_fast
+from extractor.scrub.header import encode_file_fast, plain_string, plain_text, read_header_fast
 from extractor.scrub.instance import ScrubJob, ScrubSettings, compile_settings, encode_file, read_header, scrub_instance
 from extractor.scrub.metadata import regenerate_file_meta, shipped_profile_names
+from extractor.scrub.metadata.apply import byte_transparent
+from extractor.scrub.metadata.settled import _OUTCOMES
 from extractor.scrub.settings import ALLOWLIST, DEFAULT_PIXEL_SCRIPTS, PROFILES_DIR
 
 PYDICOM_FILES = sorted(p for p in (Path(pydicom.__file__).parent / "data" / "test_files").rglob("*") if p.is_file())
@@ -174,3 +176,53 @@ def _written(elem, implicit: bool) -> bytes:
     out.is_little_endian, out.is_implicit_VR = True, implicit
     write_data_element(out, elem)
     return out.getvalue()
+
+
+def test_plain_strings_read_as_pydicom_decodes_them(demo_files: list[Path]) -> None:
+    """Where plain_string reads an SH or LO value without decoding it, pydicom decodes it to the
+    same text (the subject and the filters read such values; left raw, the walker's outcome for
+    them can be remembered)."""
+    read = set()
+    for path in PYDICOM_FILES + demo_files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds, _ = read_header(path.read_bytes())
+            except Exception:  # noqa: BLE001 - not a DICOM file
+                continue
+            transparent = byte_transparent(ds)
+            for tag in list(ds._dict):
+                text = plain_string(ds, tag, transparent)
+                if text is None:
+                    continue
+                read.add(ds._dict[tag].VR)
+                assert ds[tag].value == text, (path.name, tag)
+    assert read == {"SH", "LO"}
+
+
+def test_decoded_ascii_outcomes_are_remembered(demo_files: list[Path], tmp_path: Path) -> None:
+    """Values the walker decodes (PatientID, AccessionNumber: hashed as exact text) are remembered
+    as the bytes pydicom writes, so the files after the first of a study skip the walker for them;
+    the differential tests above check the bytes written from memory."""
+    settings = _settings("pre-irb", tmp_path / "out")
+    compiled = compile_settings(settings)
+    for path in demo_files[:20]:
+        scrub_instance(ScrubJob(str(path), subject=""), settings, compiled)
+    remembered = {key[0] for _, contexts in _OUTCOMES.values() for outcomes in contexts.values()
+                  for key, outcome in outcomes.items() if isinstance(outcome, tuple)}
+    assert {0x00100020, 0x00080050} <= remembered
+
+
+def test_raw_path_takes_the_common_files(demo_files: list[Path], tmp_path: Path, monkeypatch) -> None:
+    """The raw path handles most demo files (so the differential tests above check it), and the
+    Dataset path still handles the files it declines."""
+    from extractor.scrub import instance
+
+    taken = []
+    scrub_raw = instance.scrub_raw
+    monkeypatch.setattr(instance, "scrub_raw", lambda *args: taken.append(scrub_raw(*args)) or taken[-1])
+    settings = _settings("pre-irb", tmp_path / "out")
+    compiled = compile_settings(settings)
+    outcomes = [scrub_instance(ScrubJob(str(path), subject=""), settings, compiled).outcome for path in demo_files]
+    assert sum(raw is not None for raw in taken) >= len(demo_files) // 2
+    assert outcomes.count("deidentified") > sum(raw is not None and raw.filtered is None for raw in taken)

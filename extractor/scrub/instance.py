@@ -21,15 +21,17 @@ from extractor.deid.pseudonymize import DeidParameters, load_allowlist
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
-from extractor.scrub.header import encode_file_fast, plain_text, read_header_fast
+from extractor.scrub.header import encode_file_fast, plain_string, plain_text, read_header_fast
 from extractor.scrub.metadata import DeidContext, deidentify_metadata, load_profile
+from extractor.scrub.metadata.apply import byte_transparent
 from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
+from extractor.scrub.raw import RawScrub, scrub_raw
 from extractor.scrub.sinks import open_sink
 
 DEIDENTIFIED, FILTERED, QUARANTINED = "deidentified", "filtered", "quarantined"
 STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID = 0x0020000D, 0x0020000E, 0x00080018
-MODALITY, TRANSFER_SYNTAX_UID = 0x00080060, 0x00020010
+MODALITY, TRANSFER_SYNTAX_UID, PATIENT_ID = 0x00080060, 0x00020010, 0x00100020
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,11 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     if not looks_like_dicom(data[:132]):
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
         raise ValueError(outcome.error)
+    if not reference:
+        raw = scrub_raw(data, compiled, settings.key, job, lambda subject: _context(settings, compiled, job, subject, False))
+        if raw is not None:
+            _finish_raw(raw, compiled, outcome)
+            return
     ds, pixel_offset = (None if reference else read_header_fast(data, compiled.skip_private)) or read_header(data)
     transfer_syntax = _single_text(ds.file_meta, TRANSFER_SYNTAX_UID, "TransferSyntaxUID") if hasattr(ds, "file_meta") else ""
     outcome.transfer_syntax_in = transfer_syntax
@@ -154,14 +161,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
         outcome.regions = [list(r) for r in result.regions_applied]
         outcome.rule = pixel_rule.name
         pixels_cleaned = bool(result.regions_applied)
-    context = DeidContext(
-        key=settings.key,
-        subject=job.subject or f"patient:{str(ds.get('PatientID', '')).strip()}",
-        parameters=dict(job.parameters),
-        allowlist=compiled.allowlist,
-        deid_parameters=compiled.parameters,
-        pixels_cleaned=pixels_cleaned,
-    )
+    context = _context(settings, compiled, job, job.subject or f"patient:{_patient_id(ds)}", pixels_cleaned)
     # Both regenerate the file meta; the settled path walks only what the profile cannot settle by tag.
     (deidentify_metadata if reference else deidentify_settled)(ds, compiled.profile, context)
     study = plain_text(ds, STUDY_INSTANCE_UID) or ds.StudyInstanceUID  # plain UIDs are not decoded
@@ -176,6 +176,39 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
     outcome.scrubbed_series_uid = series
     outcome.outcome = DEIDENTIFIED
+
+
+def _context(settings: ScrubSettings, compiled: _Compiled, job: ScrubJob, subject: str, pixels_cleaned: bool) -> DeidContext:
+    return DeidContext(
+        key=settings.key,
+        subject=subject,
+        parameters=dict(job.parameters),
+        allowlist=compiled.allowlist,
+        deid_parameters=compiled.parameters,
+        pixels_cleaned=pixels_cleaned,
+    )
+
+
+def _finish_raw(raw: RawScrub, compiled: _Compiled, outcome: Outcome) -> None:
+    """The outcome of a file scrubbed on the raw path, written when not filtered."""
+    outcome.transfer_syntax_in = raw.transfer_syntax
+    outcome.series_instance_uid = raw.series_in or None
+    if raw.filtered is not None:
+        outcome.outcome, outcome.rule = FILTERED, raw.filtered
+        return
+    parts = (raw.encoded,) if raw.pixel_tail is None else (raw.encoded, raw.pixel_tail)
+    outcome.output = compiled.sink.write(raw.name, *parts)
+    outcome.bytes_out = sum(len(p) for p in parts)
+    outcome.transfer_syntax_out = raw.transfer_syntax
+    outcome.scrubbed_series_uid = raw.series_out
+    outcome.outcome = DEIDENTIFIED
+
+
+def _patient_id(ds: Dataset) -> str:
+    """str(ds.get("PatientID", "")).strip(), read from the raw bytes where the value is plain
+    (left raw, the walker's outcome for it can be remembered)."""
+    text = plain_string(ds, PATIENT_ID, byte_transparent(ds))
+    return (text if text is not None else str(ds.get("PatientID", ""))).strip()
 
 
 def _single_text(ds: Dataset, tag: int, keyword: str) -> str:

@@ -1,7 +1,8 @@
-"""Where scrubbed files go: a folder (atomic rename) or a Cloud Storage bucket (one object per upload)."""
+"""Where scrubbed files go: a folder (atomic link or rename) or a Cloud Storage bucket (one object per upload)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +35,8 @@ class FolderSink:
         self.description = str(root)
         root.mkdir(parents=True, exist_ok=True)
         self._folders: set[Path] = {root}  # folders known to exist: one mkdir per series, not per file
+        self._unnamed: bool | None = None if _O_TMPFILE else False  # unnamed temporary files work here
+        self._open_folder: tuple[Path, int] | None = None  # the last folder written to, open (files come by series)
 
     def exists(self, name: str) -> bool:
         return (self.root / name).exists()
@@ -55,21 +58,85 @@ class FolderSink:
         return (self.root / name).read_bytes()
 
     def write(self, name: str, *parts: bytes | memoryview) -> str:
-        """Write to a temporary file beside the target, then rename: never a half-written file."""
+        """Write the parts to a file that gets its name only once it is complete: never a
+        half-written file. An unnamed temporary file linked into place (one directory entry
+        per file) where the file system offers one, else a named temporary file renamed."""
         target = self.root / name
         if target.parent not in self._folders:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._folders.add(target.parent)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                for part in parts:
-                    out.write(part)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        if self._unnamed is not False:
+            done = _write_unnamed(self._folder_fd(target.parent), target.name, parts)
+            if done == _LINKED:
+                self._unnamed = True
+                return str(target)
+            if done == _UNSUPPORTED:
+                self._unnamed = False
+        _write_renamed(target, parts)
         return str(target)
+
+    def _folder_fd(self, folder: Path) -> int:
+        if self._open_folder is None or self._open_folder[0] != folder:
+            if self._open_folder is not None:
+                os.close(self._open_folder[1])
+                self._open_folder = None
+            self._open_folder = (folder, os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        return self._open_folder[1]
+
+
+# O_TMPFILE (Linux 3.11+, not every file system): None = not tried yet in this process.
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_NOT_SUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV, errno.EPERM})
+_LINKED, _EXISTS, _UNSUPPORTED = "linked", "exists", "unsupported"
+
+
+def _write_unnamed(folder: int, name: str, parts: tuple[bytes | memoryview, ...]) -> str:
+    """Write an unnamed file in the open folder and link it there as name: _LINKED. Nothing is
+    left behind when the system cannot (_UNSUPPORTED) or name exists already (_EXISTS: left to
+    the rename, which replaces it)."""
+    try:
+        handle = os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno in _NOT_SUPPORTED:
+            return _UNSUPPORTED
+        raise
+    try:
+        _write_all(handle, parts)
+        try:  # a dir_fd makes os.link call linkat with AT_SYMLINK_FOLLOW, which /proc/self/fd needs
+            os.link(f"/proc/self/fd/{handle}", name, dst_dir_fd=folder)
+        except FileExistsError:
+            return _EXISTS
+        except OSError as exc:
+            if exc.errno in _NOT_SUPPORTED:
+                return _UNSUPPORTED
+            raise
+    finally:
+        os.close(handle)  # an unnamed file not linked disappears here
+    return _LINKED
+
+
+def _write_renamed(target: Path, parts: tuple[bytes | memoryview, ...]) -> None:
+    """Write a temporary file beside the target, then rename it over the target."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".partial-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for part in parts:
+                out.write(part)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _write_all(handle: int, parts: tuple[bytes | memoryview, ...]) -> None:
+    """os.writev until every byte is written (a regular file may take less in one call)."""
+    pending = [memoryview(p) for p in parts if len(p)]
+    while pending:
+        written = os.writev(handle, pending)
+        while pending and written >= len(pending[0]):
+            written -= len(pending.pop(0))
+        if pending and written:
+            pending[0] = pending[0][written:]
 
 
 class BucketSink:

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+
+from extractor.scrub.header import _element_bytes
 
 from extractor.scrub.metadata.apply import (
     SPECIFIC_CHARACTER_SET,
@@ -101,9 +105,14 @@ _REMEMBERED_LENGTH_MAX = 1024
 
 def _outcomes(ds: Dataset, compiled: CompiledProfile, context: DeidContext) -> dict | None:
     """The outcomes remembered for this profile and context; None when the context is unhashable."""
+    return remembered_outcomes(byte_transparent(ds), compiled, context)
+
+
+def remembered_outcomes(transparent: bool, compiled: CompiledProfile, context: DeidContext) -> dict | None:
+    """_outcomes for a dataset whose byte_transparent is ``transparent``."""
     try:
         parameters = tuple(sorted(context.parameters.items()))
-        context_key = (byte_transparent(ds), context.key, context.subject, parameters, context.allowlist,
+        context_key = (transparent, context.key, context.subject, parameters, context.allowlist,
                        context.deid_parameters)
         hash(context_key)
     except TypeError:
@@ -142,7 +151,7 @@ def deidentify_settled(ds: Dataset, profile: Profile, context: DeidContext) -> N
     rest = Dataset({keymap[tag]: d.pop(keymap[tag]) for tag in walked if tag not in remembered})
     rest.set_original_encoding(*ds.original_encoding, ds.original_character_set)
     deidentify_metadata(rest, profile, context, regenerate_meta=False)
-    _remember(asked, rest)
+    _remember(asked, rest, ds.original_encoding[0], byte_transparent(ds))
     d.update(rest._dict)
     for key, elem in remembered.values():
         if elem is None:
@@ -186,8 +195,10 @@ def _recall(ds: Dataset, tags: set[int], emptied: frozenset[int], keymap: dict, 
     return remembered, asked
 
 
-def _remember(asked: dict, walked: Dataset) -> None:
-    """Record what the walker did to the elements asked about, where the result is raw bytes."""
+def _remember(asked: dict, walked: Dataset, implicit: bool, transparent: bool) -> None:
+    """Record what the walker did to the elements asked about, where the result is raw bytes,
+    or ASCII text it decoded from ASCII bytes (as the bytes pydicom writes for it: the same
+    whatever the character set, where that set keeps ASCII as it is)."""
     d = walked._dict
     for key, (outcomes, outcome_key, before) in asked.items():
         after = d.get(key)
@@ -197,4 +208,21 @@ def _remember(asked: dict, walked: Dataset) -> None:
             outcomes[outcome_key] = _UNCHANGED
         elif after.__class__ is RawDataElement:
             outcomes[outcome_key] = (after.VR, after.value)
-        # else decoded by the walker: not remembered
+        elif transparent and after.__class__ is DataElement and before.value.__class__ is bytes and before.value.isascii():
+            encoded = _ascii_value_bytes(after, implicit)
+            if encoded is not None:
+                outcomes[outcome_key] = (after.VR, encoded)
+        # else decoded by the walker into something else: not remembered
+
+
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UT"})
+
+
+def _ascii_value_bytes(elem: DataElement, implicit: bool) -> bytes | None:
+    """The value bytes pydicom writes for a text element holding one ASCII string; None otherwise."""
+    value = elem.value
+    if value.__class__ is not str or not value.isascii() or elem.VR not in _TEXT_VRS or elem.is_undefined_length:
+        return None
+    encoded = _element_bytes(elem, implicit, default_encoding)
+    header = 8 if implicit or elem.VR not in EXPLICIT_VR_LENGTH_32 else 12
+    return encoded[header:]
