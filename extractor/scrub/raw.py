@@ -27,7 +27,6 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from extractor.deid.pseudonymize import hash_uid
 from extractor.scrub.ctp.elements import TagRef
 from extractor.scrub.filters import decide
 from extractor.scrub.header import (
@@ -52,8 +51,9 @@ from extractor.scrub.metadata.apply import (
     _shared_cache,
     byte_transparent,
     deidentify_metadata,
+    hashed_uids,
 )
-from extractor.scrub.metadata.rules import DICOM_UID_ROOT, HASH_UID, HASH_UID_UNLISTED, KNOWN_TAGS, UID as UID_ACTION
+from extractor.scrub.metadata.rules import HASH_UID, HASH_UID_UNLISTED, KNOWN_TAGS, UID as UID_ACTION
 from extractor.scrub.metadata.settled import (
     _REMEMBERED_LENGTH_MAX,
     _REMOVED,
@@ -489,18 +489,8 @@ def _hash_uids(value: bytes, unlisted: bool, key: str, cache: dict[str, str]) ->
     values = _raw_values(RawDataElement(0, "UI", len(value), value, 0, False, True), "UI")
     if not values:
         return b""
-    out, changed = [], False
-    for v in values:
-        if unlisted and v.startswith(DICOM_UID_ROOT):
-            out.append(v)
-            continue
-        h = cache.get(v)
-        if h is None:
-            h = hash_uid(v, key) or ""
-            cache[v] = h
-        out.append(h)
-        changed = True
-    if not changed:
+    out = hashed_uids(values, unlisted, key, cache)
+    if out is None:
         return b""
     text = "\\".join(out)
     if not text.isascii():

@@ -104,6 +104,24 @@ _BYTE_TRANSPARENT_CHARSETS = frozenset(
 _IGNORE = 0  # pydicom.config.IGNORE: our values are checked here, not warned about by pydicom
 
 
+
+def hashed_uids(values: list[str], unlisted: bool, key: str, cache: dict[str, str]) -> list[str] | None:
+    """The UID values keyed-hashed (with `unlisted`, UIDs under the DICOM root are kept), or None
+    when nothing changed. `cache` holds the hashes already computed in this run."""
+    out, changed = [], False
+    for v in values:
+        if unlisted and v.startswith(DICOM_UID_ROOT):
+            out.append(v)
+            continue
+        h = cache.get(v)
+        if h is None:
+            h = hash_uid(v, key) or ""
+            cache[v] = h
+        out.append(h)
+        changed = True
+    return out if changed else None
+
+
 class MetadataError(ValueError):
     """The instance cannot be de-identified as asked (quarantine it); the message names the fix."""
 
@@ -513,20 +531,8 @@ class _Walker:
 
     def uid(self, ds: Dataset, tag: BaseTag, elem: Any, raw: RawDataElement | None, values: list[str], path: str,
             origin: str, unlisted: bool = False) -> None:
-        cache = self.uids
-        out = []
-        changed = False
-        for v in values:
-            if unlisted and v.startswith(DICOM_UID_ROOT):
-                out.append(v)
-                continue
-            h = cache.get(v)
-            if h is None:
-                h = hash_uid(v, self.key) or ""
-                cache[v] = h
-            out.append(h)
-            changed = True
-        if changed:
+        out = hashed_uids(values, unlisted, self.key, self.uids)
+        if out is not None:
             self.put(ds, tag, elem, raw, "UI", out)
             self.add(path, HASHED, origin)
 
