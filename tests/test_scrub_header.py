@@ -232,3 +232,13 @@ def test_raw_path_takes_the_common_files(demo_files: list[Path], tmp_path: Path,
     outcomes = [scrub_instance(ScrubJob(str(path), subject=""), settings, compiled).outcome for path in demo_files]
     assert sum(raw is not None for raw in taken) >= len(demo_files) // 2
     assert outcomes.count("deidentified") > sum(raw is not None and raw.filtered is None for raw in taken)
+
+
+def test_a_long_element_header_cut_by_the_end_of_the_file_goes_to_pydicom(tmp_path: Path) -> None:
+    """The fast reader declines (it does not quarantine) a header whose last element header
+    stops inside its 4-byte length; pydicom's reading decides the outcome, on both paths."""
+    data = (Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm").read_bytes()
+    _, pixel_offset = read_header(data)
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:pixel_offset] + b"\x29\x00\x10\x10OB\x00\x00\x05\x00")  # (0029,1010) OB, length cut
+    assert _compare([cut], "pre-irb", tmp_path) == []

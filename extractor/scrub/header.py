@@ -132,6 +132,8 @@ def _read_elements(data: bytes, position: int, *, implicit: bool, meta: bool,
             if raw_vr in long_vrs:
                 if data[position + 6:position + 8] != b"\x00\x00":
                     raise _Decline  # reserved bytes pydicom would not write back
+                if position + 12 > end:
+                    raise _Decline  # the file ends inside the element's length: pydicom decides
                 length = unpack_length(data, position + 8)[0]
                 header = 12
             else:
