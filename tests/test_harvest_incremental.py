@@ -23,6 +23,7 @@ from extractor.harvest.header_json import header_json
 from extractor.harvest import pipeline
 from extractor.harvest.pipeline import harvest
 from extractor.warehouses.base import HarvestRun
+from extractor.warehouses import duckdb_writer
 from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -381,3 +382,27 @@ def test_series_headers_follow_the_representative_whoever_read_it(tmp_path: Path
     assert run.instances_updated == 1
     assert _headers_match_their_representatives(warehouse) == []
     warehouse.close()
+
+
+def test_a_harvest_that_outgrows_duckdbs_memory_cap_goes_on_with_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No input aborts the run: a step that runs out of the cap is rolled back and run again."""
+    root = tmp_path / "archive"
+    for source in SOURCES:
+        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
+    volatile = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}
+    results = []
+    for limit in (duckdb_writer.HARVEST_CONFIG["memory_limit"], "1MB"):
+        monkeypatch.setitem(duckdb_writer.HARVEST_CONFIG, "memory_limit", limit)
+        warehouse = DuckDBRawWarehouse(tmp_path / f"limit-{limit}.duckdb")
+        run = harvest([str(root)], warehouse, workers=1, progress=False)
+        (setting,) = warehouse.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        results.append(((run.status, run.instances_added, run.series_added),
+                        _table_rows(warehouse, "raw_dicom_instance", "location", volatile),
+                        _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", volatile)))
+        warehouse.close()
+    assert results[0] == results[1]
+    assert results[1][0] == ("completed", 21, 7)
+    assert "GiB" in setting  # the 1 MB cap was raised to the fallback
+    assert "ran out of its harvest memory (1MB)" in caplog.text

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -25,6 +28,32 @@ DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TI
 HARVEST_CONFIG = {"memory_limit": "128MB", "threads": 1}
 ROW_GROUP_SIZE = 8192
 DECLARED_KEYS = {"raw_harvest_run"}
+# An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
+# the step that ran out is rolled back and run again with this much.
+FALLBACK_MEMORY_LIMIT = "2GB"
+
+log = logging.getLogger(__name__)
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _retried_with_more_memory(method: Method) -> Method:
+    """Run the method again, once, with DuckDB's fallback memory limit if it ran out of memory.
+
+    Every method it wraps is one transaction or rebuilds its temporary tables from scratch, so
+    running it again after the failure writes nothing twice.
+    """
+
+    @functools.wraps(method)
+    def retried(self: DuckDBRawWarehouse, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except duckdb.OutOfMemoryException:
+            log.warning("DuckDB ran out of its harvest memory (%s) in %s; going on with %s",
+                        HARVEST_CONFIG["memory_limit"], method.__name__, FALLBACK_MEMORY_LIMIT)
+            self.con.execute(f"SET memory_limit = '{FALLBACK_MEMORY_LIMIT}'")
+            return method(self, *args, **kwargs)
+
+    return retried  # type: ignore[return-value]
 
 
 def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
@@ -46,6 +75,7 @@ class DuckDBRawWarehouse:
 
     # --- schema ---------------------------------------------------------------------------
 
+    @_retried_with_more_memory
     def ensure_tables(self) -> None:
         for table, columns in RAW_TABLES.items():
             body = ", ".join(f"{name} {DUCKDB_TYPES[kind]}" for name, kind in columns)
@@ -54,6 +84,7 @@ class DuckDBRawWarehouse:
 
     # --- incremental selection ------------------------------------------------------------
 
+    @_retried_with_more_memory
     def select_changed(self, files: list[FileRef]) -> list[FileRef]:
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _candidates (location VARCHAR, file_size BIGINT, file_mtime_ns BIGINT)"
@@ -105,6 +136,7 @@ class DuckDBRawWarehouse:
 
     # --- writes ---------------------------------------------------------------------------
 
+    @_retried_with_more_memory
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         result = BatchResult()
         con = self.con
@@ -164,6 +196,7 @@ class DuckDBRawWarehouse:
         )
         return self.con.execute("SELECT COUNT(*) FROM _duplicates").fetchone()[0]
 
+    @_retried_with_more_memory
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
         con = self.con
         rows = [{"location": location, "header_json": text} for location, text in headers.items()]
@@ -188,16 +221,19 @@ class DuckDBRawWarehouse:
         finally:
             con.unregister("_headers_read")
 
+    @_retried_with_more_memory
     def series_counts(self, run_id: str) -> tuple[int, int]:
         added, updated = self.con.execute(series_counts_sql("raw_dicom_series", "$run_id"), {"run_id": run_id}).fetchall()[0]
         return added, updated
 
+    @_retried_with_more_memory
     def series_without_header(self) -> list[tuple[str, str]]:
         return self.con.execute(
             "SELECT series_instance_uid, representative_location FROM raw_dicom_series "
             "WHERE representative_header_json IS NULL ORDER BY 1"
         ).fetchall()
 
+    @_retried_with_more_memory
     def set_series_headers(self, headers: dict[str, str | None]) -> None:
         if not headers:
             return
@@ -211,10 +247,13 @@ class DuckDBRawWarehouse:
         finally:
             self.con.unregister("_headers")
 
+    @_retried_with_more_memory
     def record_run(self, run: HarvestRun) -> None:
         self.con.register("_run", to_arrow([run.as_row()], RAW_TABLES["raw_harvest_run"]))
-        self.con.execute("INSERT OR REPLACE INTO raw_harvest_run BY NAME SELECT * FROM _run")
-        self.con.unregister("_run")
+        try:
+            self.con.execute("INSERT OR REPLACE INTO raw_harvest_run BY NAME SELECT * FROM _run")
+        finally:
+            self.con.unregister("_run")
 
     def close(self) -> None:
         self.con.close()
