@@ -78,13 +78,20 @@ def snapshot(archive: Archive) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+VOLATILE = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}  # differ from run to run
+
+
+def _copy_sources(root: Path) -> Path:
+    """The 21-file archive of SOURCES, copied to root."""
+    for source in SOURCES:
+        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
+    return root
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Archive:
     base = tmp_path_factory.mktemp("incremental")
-    root = base / "archive"
-    for source in SOURCES:
-        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
-    archive = Archive(root, base / "id.duckdb")
+    archive = Archive(_copy_sources(base / "archive"), base / "id.duckdb")
     yield archive
     archive.warehouse.close()
 
@@ -263,18 +270,15 @@ def _table_rows(warehouse: DuckDBRawWarehouse, table: str, order: str, skip: set
 @pytest.mark.parametrize("workers", [1, 2])
 def test_slices_of_three_files_build_the_same_tables_as_one_slice(tmp_path: Path, workers: int) -> None:
     """Series spread over several slices are rebuilt slice by slice and end as one pass builds them."""
-    root = tmp_path / "archive"
-    for source in SOURCES:
-        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
+    root = _copy_sources(tmp_path / "archive")
     results = {}
     for slice_files in (3, 10_000):
         warehouse = DuckDBRawWarehouse(tmp_path / f"slices-{slice_files}.duckdb")
         run = harvest([str(root)], warehouse, workers=workers, progress=False, slice_files=slice_files, batch_size=2)
-        volatile = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}
         results[slice_files] = (
             (run.files_seen, run.instances_added, run.series_added, run.series_updated),
-            _table_rows(warehouse, "raw_dicom_instance", "location", volatile),
-            _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", volatile),
+            _table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
+            _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE),
         )
         warehouse.close()
     assert results[3] == results[10_000]
@@ -328,10 +332,7 @@ def test_rebuilds_forced_by_the_header_budget_build_the_same_tables(
     tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Archives of one-file series rebuild series whenever enough headers are held, mid-slice."""
-    root = tmp_path / "archive"
-    for source in SOURCES:
-        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
-    volatile = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}
+    root = _copy_sources(tmp_path / "archive")
     results = []
     for budget in (pipeline.HEADER_BYTES_PER_REBUILD, 1):
         monkeypatch.setattr(pipeline, "HEADER_BYTES_PER_REBUILD", budget)
@@ -341,8 +342,8 @@ def test_rebuilds_forced_by_the_header_budget_build_the_same_tables(
         results.append(
             (
                 (run.instances_added, run.series_added),
-                _table_rows(warehouse, "raw_dicom_instance", "location", volatile),
-                _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", volatile),
+                _table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
+                _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE),
             )
         )
         assert _headers_match_their_representatives(warehouse) == []
@@ -388,10 +389,7 @@ def test_a_harvest_that_outgrows_duckdbs_memory_cap_goes_on_with_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No input aborts the run: a step that runs out of the cap is rolled back and run again."""
-    root = tmp_path / "archive"
-    for source in SOURCES:
-        shutil.copytree(TEST_FILES / source, root / source.replace("/", "_"))
-    volatile = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}
+    root = _copy_sources(tmp_path / "archive")
     results = []
     for limit in (duckdb_writer.HARVEST_CONFIG["memory_limit"], "1MB"):
         monkeypatch.setitem(duckdb_writer.HARVEST_CONFIG, "memory_limit", limit)
@@ -399,8 +397,8 @@ def test_a_harvest_that_outgrows_duckdbs_memory_cap_goes_on_with_more(
         run = harvest([str(root)], warehouse, workers=1, progress=False)
         (setting,) = warehouse.con.execute("SELECT current_setting('memory_limit')").fetchone()
         results.append(((run.status, run.instances_added, run.series_added),
-                        _table_rows(warehouse, "raw_dicom_instance", "location", volatile),
-                        _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", volatile)))
+                        _table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
+                        _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE)))
         warehouse.close()
     assert results[0] == results[1]
     assert results[1][0] == ("completed", 21, 7)
