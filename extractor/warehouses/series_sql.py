@@ -57,7 +57,10 @@ SELECT {", ".join(columns)} FROM (
         CURRENT_TIMESTAMP AS updated_at
     FROM stats AS s
     JOIN {instance} AS r ON r.location = s.representative_location
-    LEFT JOIN {series} AS old ON old.series_instance_uid = s.series_instance_uid
+    -- only the touched series' old rows: the whole table's headers would make memory grow with the archive
+    LEFT JOIN (SELECT series_instance_uid, representative_location, representative_header_json, first_run_id
+               FROM {series} WHERE series_instance_uid IN (SELECT series_instance_uid FROM {touched})) AS old
+        ON old.series_instance_uid = s.series_instance_uid
     LEFT JOIN {headers} AS h ON h.location = s.representative_location
 )
 """
