@@ -1,9 +1,14 @@
-"""Only the optional C accelerator lives here; everything else is in pyproject.toml.
+"""Only the optional C accelerators live here; everything else is in pyproject.toml.
 
 `optional=True`: without a C compiler the install still succeeds and the harvest uses its
-pure-Python walker (same rows, slower).
+pure-Python walker and header JSON writer (same rows, slower).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("extractor.harvest._walk", ["extractor/harvest/_walk.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("extractor.harvest._walk", ["extractor/harvest/_walk.c"], optional=True),
+        Extension("extractor.harvest._header_json", ["extractor/harvest/_header_json.c"], optional=True),
+    ]
+)

@@ -4,9 +4,10 @@ The result equals pydicom's `Dataset.to_json_dict` in its default (lenient) read
 binary values longer than BULK_INLINE_BYTES left out and elements pydicom cannot convert
 dropped; tests/test_header_json.py checks this on every bundled pydicom test file. It costs a
 fraction of to_json_dict because the common elements (ASCII text, plain numbers, binary) are
-turned into JSON straight from their bytes. Anything else (other character sets, private tags
-of implicit-VR files, UN and ambiguous VRs, unusual numbers) goes through pydicom, element by
-element.
+turned into JSON straight from their bytes, by a small C accelerator (`_header_json.c`) where
+it is built and by the same rules in Python otherwise. Anything else (other character sets,
+private tags of implicit-VR files, UN and ambiguous VRs, unusual numbers) goes through pydicom,
+element by element.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ from extractor.harvest.reader import (
     read_header_dataset,
 )
 
+try:  # the C accelerator of the loop below (setup.py builds it; without a compiler, Python does it all)
+    from extractor.harvest._header_json import plain_elements as _plain_elements
+except ImportError:  # pragma: no cover - exercised by the tests that set it to None
+    _plain_elements = None
+
 BULK_INLINE_BYTES = 768  # pydicom's rule for a 1024-character base64 threshold: (1024 // 4) * 3
 _BULK_MARKER = "bulk-data-omitted"
 _LEFT_OUT: dict[str, Any] = {"left out": "bulk data"}  # sentinel: the element is not written
@@ -68,7 +74,7 @@ def header_json(fp: BinaryIO) -> str | None:
                 as_dict = dataset_json(read_header_dataset(fp))
     except Exception:  # noqa: BLE001 - a header that will not serialise keeps its row, without JSON
         return None
-    return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False, check_circular=False)  # a fresh tree
 
 
 def _header_bytes(fp: BinaryIO) -> bytes:
@@ -167,6 +173,10 @@ def _items_json(data: bytes, pos: int, end: int, top_level: bool, encodings: lis
     """The elements from pos to end (or to an item delimiter) as a JSON object; and where they end."""
     out: dict[str, Any] = {}
     while pos < end:
+        if _plain_elements is not None:  # converts the plain elements, hands back the next other one
+            pos = _plain_elements(data, pos, end, out)
+            if pos >= end:
+                break
         if pos + 8 > len(data):
             raise _Unusual("cut header")
         tag = unpack_from("<HH", data, pos)
