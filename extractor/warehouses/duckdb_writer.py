@@ -86,53 +86,36 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def select_changed(self, files: list[FileRef]) -> list[FileRef]:
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE _candidates (location VARCHAR, file_size BIGINT, file_mtime_ns BIGINT)"
-        )
-        self._stage(files)
-        # The rows already held for these locations. Inner joins, so DuckDB builds its hash table
-        # on the candidates and streams the raw tables past it: memory follows the slice, not the archive.
-        self.con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE _known AS
-            SELECT k.location, k.file_size, k.file_mtime_ns
-            FROM raw_dicom_instance AS k JOIN (SELECT DISTINCT location FROM _candidates) AS c ON k.location = c.location
-            UNION ALL
-            SELECT k.location, k.file_size, k.file_mtime_ns
-            FROM raw_harvest_error AS k JOIN (SELECT DISTINCT location FROM _candidates) AS c ON k.location = c.location
-            """
-        )
-        changed = self.con.execute(
-            """
-            SELECT DISTINCT c.location, c.file_size, c.file_mtime_ns
-            FROM _candidates AS c
-            WHERE NOT EXISTS (
-                SELECT 1 FROM _known k
-                WHERE k.location = c.location AND k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns)
-            ORDER BY c.location
-            """
-        ).fetchall()
-        # Once a selected file replaces a row, every later batch of the run looks for rows to replace.
-        replaces = self.con.execute(
-            "SELECT EXISTS (SELECT 1 FROM _known k JOIN _candidates c ON k.location = c.location "
-            "WHERE k.file_size <> c.file_size OR k.file_mtime_ns <> c.file_mtime_ns)"
-        ).fetchall()[0][0]
-        self._replaces_rows = bool(self._replaces_rows) or replaces
-        return [FileRef(*row) for row in changed]
-
-    def _stage(self, files: list[FileRef]) -> None:
         if not files:
-            return
-        table = pa.table(
+            return []
+        candidates = pa.table(
             {
                 "location": [f.location for f in files],
                 "file_size": pa.array([f.file_size for f in files], pa.int64()),
                 "file_mtime_ns": pa.array([f.file_mtime_ns for f in files], pa.int64()),
             }
         )
-        self.con.register("_stage_batch", table)
-        self.con.execute("INSERT INTO _candidates SELECT * FROM _stage_batch")
-        self.con.unregister("_stage_batch")
+        self.con.register("_candidates", candidates)
+        try:
+            # The rows already held for these locations, and whether each is the same file. Inner
+            # joins, so DuckDB builds its hash table on the candidates and streams the raw tables
+            # past it: memory follows the slice, not the archive. Only known locations come back
+            # (none on a first harvest), so Python keeps the rest.
+            known = self.con.execute(
+                """
+                SELECT k.location, k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns AS same
+                FROM raw_dicom_instance AS k JOIN _candidates AS c ON k.location = c.location
+                UNION ALL
+                SELECT k.location, k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns
+                FROM raw_harvest_error AS k JOIN _candidates AS c ON k.location = c.location
+                """
+            ).fetchall()
+        finally:
+            self.con.unregister("_candidates")
+        unchanged = {location for location, same in known if same}
+        # Once a selected file replaces a row, every later batch of the run looks for rows to replace.
+        self._replaces_rows = bool(self._replaces_rows) or any(not same for _, same in known)
+        return sorted({f for f in files if f.location not in unchanged})
 
     # --- writes ---------------------------------------------------------------------------
 
