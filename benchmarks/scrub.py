@@ -17,7 +17,11 @@ In one run, on the same flat folders and a warm page cache, each as its own subp
       --workers os.cpu_count();
   (c) de-identifiers from PyPI with their own default profiles, each in its own virtual
       environment under benchmarks/out/venvs/ (created with uv when missing): dicognito,
-      dicom-anonymizer, deid, dcmanon.
+      dicom-anonymizer, deid, dcmanon;
+  (d) the I/O floor: a plain Python loop that reads each file's bytes and writes them unchanged
+      to a file of the same name (open(..., "wb").write, as dcmanon's loop writes), no parsing.
+      No tool that writes every file can beat it by much, so the fastest tool can be beaten by a
+      factor k only where the floor is at least k times as fast as that tool.
 Every tool writes its outputs to the same place: a fresh folder under --out-root (default the
 system temp dir; pass --out-root benchmarks/out to write beside the corpus, as before). Where the
 outputs go can matter more than the tools: a folder that something watches or indexes makes every
@@ -28,11 +32,14 @@ not write every file is reported as failed, not timed.
 Timing: every command runs twice per repeat, on a one-file folder and on the whole corpus; the
 work is the difference (N-1 files in wall(N) - wall(1)), so interpreter start-up and imports
 cancel out. The whole-process figures are in the JSON too. Per core = divided by the processes
-doing the work (the PyPI tools and the loop are single-process). CPU seconds come from wait4 of
-the whole process tree; MB per CPU-second barely moves when other jobs load the machine.
+doing the work (the PyPI tools, the loop and the floor are single-process). CPU seconds come from
+wait4 of the whole process tree; MB per CPU-second barely moves when other jobs load the machine.
+User and system CPU seconds are shown apart (net of the one-file run): the system part is the
+kernel's (opening, writing and closing files, page cache), which the floor is made of.
 
 Printed: a table, the ratios (imgomop per-core MB/s over each tool's MB/s and over the fastest
-tool's; target on CT: >= 50 MB/s per core and >= 2x the fastest tool) and the load average.
+tool's; target on CT: >= 50 MB/s per core and >= 2x the fastest tool; the floor over the fastest
+tool and each imgomop run as a fraction of the floor) and the load average.
 JSON: benchmarks/out/scrub-<timestamp>.json. With --profile auto (default) a single-worker CT
 scrub is profiled with cProfile when the target is missed. Nothing here asserts a timing.
 """
