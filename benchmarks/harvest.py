@@ -73,6 +73,8 @@ class Measured:
     stdout: str
     stderr: str
     max_rss_largest_process_mb: float  # wait4 ru_maxrss: the largest single process of the tree
+    user_seconds: float = 0.0  # the user part of cpu_seconds
+    system_seconds: float = 0.0  # the kernel part of cpu_seconds
     peak_tree_rss_mb: float | None = None  # polled: sum of RSS over the tree (shared pages counted per process)
     peak_tree_pss_mb: float | None = None  # polled: sum of PSS (shared pages divided among the sharers)
     samples: int = 0
@@ -152,7 +154,7 @@ if pid == 0:
         os._exit(127)
 _, status, ru = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as fh:
-    json.dump({"maxrss": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime}, fh)
+    json.dump({"maxrss": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime, "sys": ru.ru_stime}, fh)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -183,6 +185,8 @@ def run_measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> Measured:
             stdout=out.read(),
             stderr=err.read(),
             max_rss_largest_process_mb=usage["maxrss"] * rss_unit / MB,
+            user_seconds=usage.get("user", 0.0),
+            system_seconds=usage.get("sys", 0.0),
             peak_tree_rss_mb=poller.peak_rss_kb * 1024 / MB if poller and poller.samples else None,
             peak_tree_pss_mb=poller.peak_pss_kb * 1024 / MB if poller and poller.peak_pss_kb else None,
             samples=poller.samples if poller else 0,

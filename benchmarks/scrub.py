@@ -17,7 +17,11 @@ In one run, on the same flat folders and a warm page cache, each as its own subp
       --workers os.cpu_count();
   (c) de-identifiers from PyPI with their own default profiles, each in its own virtual
       environment under benchmarks/out/venvs/ (created with uv when missing): dicognito,
-      dicom-anonymizer, deid, dcmanon.
+      dicom-anonymizer, deid, dcmanon;
+  (d) the I/O floor: a plain Python loop that reads each file's bytes and writes them unchanged
+      to a file of the same name (open(..., "wb").write, as dcmanon's loop writes), no parsing.
+      No tool that writes every file can beat it by much, so the fastest tool can be beaten by a
+      factor k only where the floor is at least k times as fast as that tool.
 Every tool writes its outputs to the same place: a fresh folder under --out-root (default the
 system temp dir; pass --out-root benchmarks/out to write beside the corpus, as before). Where the
 outputs go can matter more than the tools: a folder that something watches or indexes makes every
@@ -28,11 +32,14 @@ not write every file is reported as failed, not timed.
 Timing: every command runs twice per repeat, on a one-file folder and on the whole corpus; the
 work is the difference (N-1 files in wall(N) - wall(1)), so interpreter start-up and imports
 cancel out. The whole-process figures are in the JSON too. Per core = divided by the processes
-doing the work (the PyPI tools and the loop are single-process). CPU seconds come from wait4 of
-the whole process tree; MB per CPU-second barely moves when other jobs load the machine.
+doing the work (the PyPI tools, the loop and the floor are single-process). CPU seconds come from
+wait4 of the whole process tree; MB per CPU-second barely moves when other jobs load the machine.
+User and system CPU seconds are shown apart (net of the one-file run): the system part is the
+kernel's (opening, writing and closing files, page cache), which the floor is made of.
 
 Printed: a table, the ratios (imgomop per-core MB/s over each tool's MB/s and over the fastest
-tool's; target on CT: >= 50 MB/s per core and >= 2x the fastest tool) and the load average.
+tool's; target on CT: >= 50 MB/s per core and >= 2x the fastest tool; the floor over the fastest
+tool and each imgomop run as a fraction of the floor) and the load average.
 JSON: benchmarks/out/scrub-<timestamp>.json. With --profile auto (default) a single-worker CT
 scrub is profiled with cProfile when the target is missed. Nothing here asserts a timing.
 """
@@ -284,6 +291,19 @@ for name in sorted(os.listdir(src)):
         fh.write(data)
 """
 
+# The floor every tool that writes each file stands on: the same read and write as dcmanon's loop, no parsing.
+FLOOR_CODE = r"""
+import os, sys
+src, dst = sys.argv[1], sys.argv[2]
+os.makedirs(dst, exist_ok=True)
+for name in sorted(os.listdir(src)):
+    with open(os.path.join(src, name), "rb") as fh:
+        data = fh.read()
+    with open(os.path.join(dst, name), "wb") as fh:
+        fh.write(data)
+"""
+FLOOR_LABEL = "I/O floor: copy each file (read, write; no parsing)"
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -346,7 +366,7 @@ def venv_packages(venv: Path) -> dict[str, str]:
 class Runner:
     key: str
     label: str
-    kind: str  # baseline | imgomop | peer
+    kind: str  # baseline | floor | imgomop | peer
     processes: int
     command: Callable[[Path, Path], list[str]]  # (input folder, output folder) -> argv
     make_out: bool = False
@@ -431,6 +451,10 @@ class Row:
     one_wall_seconds: float = 0.0  # one-file folder, whole process (start-up, imports, one file)
     one_cpu_seconds: float = 0.0
     one_bytes: int = 0
+    user_seconds: float = 0.0  # the corpus run's CPU split: user mode ...
+    system_seconds: float = 0.0  # ... and the kernel (syscalls, page cache, writeback throttling)
+    one_user_seconds: float = 0.0
+    one_system_seconds: float = 0.0
     load_average: list | None = None
     detail: dict = field(default_factory=dict)
     repeats: list[dict] = field(default_factory=list)
@@ -446,6 +470,14 @@ class Row:
     @property
     def net_cpu_seconds(self) -> float:
         return self.cpu_seconds - self.one_cpu_seconds
+
+    @property
+    def net_user_seconds(self) -> float:
+        return self.user_seconds - self.one_user_seconds
+
+    @property
+    def net_system_seconds(self) -> float:
+        return self.system_seconds - self.one_system_seconds
 
     @property
     def files_per_s(self) -> float:
@@ -468,7 +500,8 @@ class Row:
         return self.bytes / MB / self.wall_seconds if self.ok and self.wall_seconds > 0 else 0.0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "net_seconds": self.net_seconds, "files_per_s": self.files_per_s,
+        return {**asdict(self), "net_seconds": self.net_seconds, "net_user_seconds": self.net_user_seconds,
+                "net_system_seconds": self.net_system_seconds, "files_per_s": self.files_per_s,
                 "mb_per_s": self.mb_per_s, "mb_per_s_per_core": self.mb_per_s_per_core,
                 "mb_per_cpu_s": self.mb_per_cpu_s, "whole_process_mb_per_s": self.whole_mb_per_s}
 
@@ -538,11 +571,15 @@ def measure(runner: Runner, name: str, manifest: dict, band: int, scratch: Path,
         return row
     repeat = {"wall_seconds": round(full.wall_seconds, 3), "cpu_seconds": round(full.cpu_seconds, 3),
               "one_wall_seconds": round(one.wall_seconds, 3), "one_cpu_seconds": round(one.cpu_seconds, 3),
+              "user_seconds": round(full.user_seconds, 3), "system_seconds": round(full.system_seconds, 3),
+              "one_user_seconds": round(one.user_seconds, 3), "one_system_seconds": round(one.system_seconds, 3),
               "max_rss_mb": round(full.max_rss_largest_process_mb, 1), "load_average": load}
     row.repeats.append(repeat)
     if not row.wall_seconds or full.wall_seconds - one.wall_seconds < row.net_seconds:
         row.wall_seconds, row.cpu_seconds = full.wall_seconds, full.cpu_seconds
         row.one_wall_seconds, row.one_cpu_seconds = one.wall_seconds, one.cpu_seconds
+        row.user_seconds, row.system_seconds = full.user_seconds, full.system_seconds
+        row.one_user_seconds, row.one_system_seconds = one.user_seconds, one.system_seconds
         row.load_average, row.detail = load, detail
     return row
 
@@ -589,26 +626,26 @@ def profile_scrub(imgomop: str, folder: Path, rules: Path, scratch: Path, env: d
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'corpus':<6} {'run':<44} {'procs':>5} {'files':>6} {'MB':>6} {'net s':>7} {'files/s':>8} "
-            f"{'MB/s':>7} {'MB/s/core':>9} {'MB/CPU-s':>8} {'whole s':>7} {'start s':>7}  status")
+    head = (f"{'corpus':<6} {'run':<52} {'procs':>5} {'files':>6} {'MB':>6} {'net s':>7} {'files/s':>8} "
+            f"{'MB/s':>7} {'MB/s/core':>9} {'MB/CPU-s':>8} {'user s':>6} {'sys s':>6} {'whole s':>7} {'start s':>7}  status")
     lines = [head, "-" * len(head)]
     for r in rows:
+        lead = f"{r.corpus:<6} {r.label:<52} {r.processes:>5} {r.files:>6} {r.bytes / MB:>6,.0f}"
+        cpu_split = f"{r.net_user_seconds:>6.2f} {r.net_system_seconds:>6.2f}"
         if r.ok and r.net_seconds <= 0:
-            lines.append(f"{r.corpus:<6} {r.label:<44} {r.processes:>5} {r.files:>6} {r.bytes / MB:>6,.0f} "
-                         f"{r.net_seconds:>7.2f} {'':>8} {'':>7} {'':>9} {'':>8} {r.wall_seconds:>7.2f} "
+            lines.append(f"{lead} {r.net_seconds:>7.2f} {'':>8} {'':>7} {'':>9} {'':>8} {cpu_split} {r.wall_seconds:>7.2f} "
                          f"{r.one_wall_seconds:>7.2f}  ok, but the corpus is too small to time (net <= 0)")
         elif r.ok:
             lines.append(
-                f"{r.corpus:<6} {r.label:<44} {r.processes:>5} {r.files:>6} {r.bytes / MB:>6,.0f} {r.net_seconds:>7.2f} "
-                f"{r.files_per_s:>8,.1f} {r.mb_per_s:>7.1f} {r.mb_per_s_per_core:>9.1f} {r.mb_per_cpu_s:>8.1f} "
-                f"{r.wall_seconds:>7.2f} {r.one_wall_seconds:>7.2f}  ok")
+                f"{lead} {r.net_seconds:>7.2f} {r.files_per_s:>8,.1f} {r.mb_per_s:>7.1f} {r.mb_per_s_per_core:>9.1f} "
+                f"{r.mb_per_cpu_s:>8.1f} {cpu_split} {r.wall_seconds:>7.2f} {r.one_wall_seconds:>7.2f}  ok")
         else:
-            lines.append(f"{r.corpus:<6} {r.label:<44} {r.processes:>5} {r.files:>6} {r.bytes / MB:>6,.0f} "
-                         f"{'':>7} {'':>8} {'':>7} {'':>9} {'':>8} {'':>7} {'':>7}  {r.status[:160]}")
+            lines.append(f"{lead} {'':>7} {'':>8} {'':>7} {'':>9} {'':>8} {'':>6} {'':>6} {'':>7} {'':>7}  {r.status[:160]}")
     lines += [
         "net s: wall(corpus) - wall(one-file folder), whole processes: the work on N-1 files without start-up and imports.",
         "files/s, MB/s from net s (MB = 10^6 bytes of input). MB/s/core = MB/s / processes doing the work.",
         "MB/CPU-s: input MB per CPU-second (user+system of the process tree, net of the one-file run): robust to load.",
+        "user s, sys s: that CPU time split into user mode and the kernel (system calls, page cache, writeback), net likewise.",
         "whole s: the corpus run, whole process; start s: the one-file run (start-up, imports, one file).",
     ]
     return "\n".join(lines)
@@ -680,6 +717,48 @@ def print_ratios(name: str, result: dict) -> None:
                   f"{'meets' if entry['meets_over_fastest_pydicom_tool_target'] else 'MISSES'}")
 
 
+def _row(rows: list[Row], corpus_name: str, key: str | None) -> Row | None:
+    return next((r for r in rows if r.corpus == corpus_name and r.key == key), None)
+
+
+def floor_ratios(rows: list[Row], corpus_name: str, ratio: dict) -> dict | None:
+    """The I/O floor against the fastest tool (what any tool that writes every file can reach) and
+    each imgomop run against the floor; None when the floor was not timed."""
+    floor = next((r for r in rows if r.corpus == corpus_name and r.kind == "floor" and r.mb_per_s > 0), None)
+    if floor is None:
+        return None
+    out: dict = {"mb_per_s_per_core": round(floor.mb_per_s_per_core, 2), "mb_per_cpu_s": round(floor.mb_per_cpu_s, 2),
+                 "net_user_seconds": round(floor.net_user_seconds, 3),
+                 "net_system_seconds": round(floor.net_system_seconds, 3)}
+    fastest = _row(rows, corpus_name, ratio.get("fastest_tool"))
+    fastest_cpu = _row(rows, corpus_name, ratio.get("fastest_tool_per_cpu_second"))
+    if fastest and fastest_cpu:
+        out["fastest_tool"] = fastest.key
+        out["over_fastest_tool"] = round(floor.mb_per_s_per_core / fastest.mb_per_s, 3)
+        out["over_fastest_tool_per_cpu_second"] = round(floor.mb_per_cpu_s / fastest_cpu.mb_per_cpu_s, 3)
+    mine = [r for r in rows if r.corpus == corpus_name and r.kind == "imgomop" and r.mb_per_s > 0]
+    out["imgomop_over_floor"] = {r.key: round(r.mb_per_s_per_core / floor.mb_per_s_per_core, 3) for r in mine}
+    out["imgomop_over_floor_per_cpu_second"] = {r.key: round(r.mb_per_cpu_s / floor.mb_per_cpu_s, 3) for r in mine}
+    return out
+
+
+def print_floor_ratios(name: str, result: dict) -> None:
+    line = (f"  I/O floor (copy each file, no parsing): {result['mb_per_s_per_core']:.1f} MB/s per core, "
+            f"{result['mb_per_cpu_s']:.1f} MB/CPU-s (net CPU: user {result['net_user_seconds']:.2f} s, "
+            f"system {result['net_system_seconds']:.2f} s)")
+    if "over_fastest_tool" in result:
+        line += (f"; floor over the fastest tool ({result['fastest_tool']}): {result['over_fastest_tool']:.2f}x"
+                 f" (per CPU-second {result['over_fastest_tool_per_cpu_second']:.2f}x)")
+    print(line)
+    if name == "CT" and "over_fastest_tool" in result:
+        reachable = result["over_fastest_tool"] >= CT_TARGET_OVER_FASTEST
+        print(f"    {CT_TARGET_OVER_FASTEST:.0f}x the fastest tool is reachable by a tool that writes every file only if "
+              f"this is >= {CT_TARGET_OVER_FASTEST:.0f}x: {'it is' if reachable else 'it is NOT'} in this run")
+    for key, fraction in result["imgomop_over_floor"].items():
+        print(f"  {key} as a fraction of the floor: {fraction:.2f} of its MB/s per core "
+              f"({result['imgomop_over_floor_per_cpu_second'][key]:.2f} of its MB/CPU-s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ct-files", type=int, default=2000)
@@ -731,6 +810,8 @@ def main(argv: list[str] | None = None) -> int:
         Runner("pydicom-loop", "pydicom loop (read, modify, save_as)", "baseline", 1,
                lambda i, o: []),  # command set per corpus below (the band differs)
     ]
+    runners.append(Runner("io-floor", FLOOR_LABEL, "floor", 1,
+                          lambda i, o: [sys.executable, "-c", FLOOR_CODE, str(i), str(o)]))
     for w in sorted({1, args.workers}):
         runners.append(Runner(
             f"imgomop-w{w}", f"imgomop scrub --profile pre-irb --workers {w}", "imgomop", w,
@@ -801,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         load_after = _loadavg()
 
         order = {k.upper(): n for n, k in enumerate(kinds)}
-        results.sort(key=lambda r: (order.get(r.corpus, 99), {"baseline": 0, "imgomop": 1, "peer": 2}[r.kind], r.key))
+        results.sort(key=lambda r: (order.get(r.corpus, 99), {"floor": 0, "baseline": 1, "imgomop": 2, "peer": 3}[r.kind], r.key))
         print()
         print(table(results))
         print()
@@ -810,10 +891,16 @@ def main(argv: list[str] | None = None) -> int:
               + (" -- the machine was shared and loaded: wall-clock MB/s are low for every tool; MB/CPU-s is the "
                  "steadier comparison" if busy else ""))
         all_ratios = {}
+        all_floor_ratios: dict[str, dict | None] = {}
         for kind in kinds:
             all_ratios[kind.upper()] = ratios(results, kind.upper())
             print_ratios(kind.upper(), all_ratios[kind.upper()])
+            all_floor_ratios[kind.upper()] = floor_ratios(results, kind.upper(), all_ratios[kind.upper()])
+            if all_floor_ratios[kind.upper()]:
+                print_floor_ratios(kind.upper(), all_floor_ratios[kind.upper()])
         for r in results:
+            if r.kind == "floor":  # a copy keeps the identity and the banner by design
+                continue
             if r.ok and r.detail.get("sample", {}).get("patient_id_or_name_kept"):
                 print(f"note: {r.corpus} {r.key}: the output read back still holds the input PatientID or PatientName")
             if r.ok and "banner_blanked" in r.detail.get("sample", {}) and r.kind != "baseline":
@@ -840,9 +927,11 @@ def main(argv: list[str] | None = None) -> int:
             "corpora": manifests,
             "us_rules": str(rules),
             "timing": "net = wall(corpus) - wall(one-file folder), whole subprocesses; per core = / processes",
+            "cpu": "wait4 of the process tree; user_seconds and system_seconds apart, net_* of the one-file run",
             "outputs_under": str(out_root),
             "results": [r.as_dict() for r in results],
             "ratios": all_ratios,
+            "io_floor": all_floor_ratios,
             "targets": {"CT": {"mb_per_s_per_core": f">= {CT_TARGET_MB_PER_CORE}",
                                "over_fastest_tool": f">= {CT_TARGET_OVER_FASTEST}"}},
             "profile": {"text": prefix.with_suffix(".profile.txt").name, "prof": prefix.with_suffix(".prof").name}
