@@ -29,7 +29,7 @@ from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
 from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 256  # files per task sent to a worker
-SLICE_FILES = 5_000  # files found, selected and written before their series are rebuilt (at least a batch)
+SLICE_FILES = 6_144  # files found, selected and written before their series are rebuilt (at least a batch)
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 HEADER_BYTES_PER_REBUILD = 8_000_000  # header JSON held before a series rebuild (archives of one-file series reach it)

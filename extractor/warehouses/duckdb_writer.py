@@ -20,13 +20,15 @@ DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TI
 # - DuckDB caches the blocks it writes up to its memory limit (80% of RAM by default), so the
 #   limit is fixed: 128 MB holds a series rebuild (at most a few megabytes of headers, see the
 #   pipeline); at 64 MB an archive of one-file series ran out of memory;
-# - a checkpoint rewrites the table's last, partly filled row group, so row groups are small
-#   (the default, 122,880 rows, would make each checkpoint cost memory up to that many rows);
+# - a checkpoint rewrites the table's last, partly filled row group, so row groups are small:
+#   the default, 122,880 rows, would make each checkpoint cost memory up to that many rows, and
+#   the series table's rows carry a header each (an archive of one-file series took a third
+#   longer with 8,192); a batch of 6,144 rows (config.HARVEST_BATCH_SIZE) fills three;
 # - a primary key is an index held in memory, so only the run table declares one: the harvest
 #   itself keeps locations unique (select_changed, then the replacement of changed files).
 # Its queries are small: one thread leaves the cores to the header readers.
 HARVEST_CONFIG = {"memory_limit": "128MB", "threads": 1}
-ROW_GROUP_SIZE = 8192
+ROW_GROUP_SIZE = 2048
 DECLARED_KEYS = {"raw_harvest_run"}
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
 # the step that ran out is rolled back and run again with this much.
