@@ -19,6 +19,7 @@
 [TIME] \b\d{1,2}:\d{2}(:\d{2})?\b
 [PHONE] \(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b
 [ID] \b[A-Z]{0,3}\d{5,}\b
+[ID] \b(\d{2,4}([ _-]\d{2,4}){2,}|\d{3,4}[ _-]\d{2,4}|\d{2}[ _-]\d{3,4})\b
 {%- endset -%}
   {%- set patterns = [] -%}
   {%- for line in table.strip().split('\n') -%}

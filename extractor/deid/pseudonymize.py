@@ -50,6 +50,9 @@ REDACTION_PATTERNS: tuple[tuple[str, str], ...] = (
     ("[TIME]", r"\b\d{1,2}:\d{2}(:\d{2})?\b"),
     ("[PHONE]", r"\(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b"),
     ("[ID]", r"\b[A-Z]{0,3}\d{5,}\b"),
+    # digit groups joined by a space, underscore or hyphen, 5 digits or more in all:
+    # MRNs, phone numbers and dates written with separators the patterns above do not know
+    ("[ID]", r"\b(\d{2,4}([ _-]\d{2,4}){2,}|\d{3,4}[ _-]\d{2,4}|\d{2}[ _-]\d{3,4})\b"),
 )
 REDACTION_MASKS = frozenset({"[EMAIL]", "[DATE]", "[TIME]", "[PHONE]", "[ID]", "[X]"})
 REDACTED_TOKEN = "[X]"
