@@ -276,6 +276,7 @@ def test_every_answer_key_value_is_where_it_says(
         "phone",
         "institution",
         "station",
+        "device",
         "free_text",
         "burned_in",
     }

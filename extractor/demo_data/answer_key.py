@@ -15,7 +15,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset, PrivateBlock
 
 CATEGORIES = frozenset(
-    {"name", "id", "date", "time", "address", "phone", "institution", "station", "free_text", "burned_in"}
+    {"name", "id", "date", "time", "address", "phone", "institution", "station", "device", "free_text", "burned_in"}
 )
 ANSWER_KEY_VERSION = 1
 

@@ -210,7 +210,7 @@ def add_equipment(ds: Dataset, item: Instance) -> None:
     ds.Manufacturer = device.manufacturer
     ds.ManufacturerModelName = device.model
     ds.SoftwareVersions = device.software
-    ds.DeviceSerialNumber = device.serial
+    rec.set(ds, "DeviceSerialNumber", device.serial, "device")  # a device identifier (HIPAA Safe Harbor)
     institution = INSTITUTIONS[device.site]
     rec.set(ds, "InstitutionName", institution.name, "institution")
     rec.set(ds, "InstitutionAddress", institution.address, "address")
