@@ -50,12 +50,14 @@ def _load(config_path: Path | None):
 def harvest(
     sources: Annotated[list[str], typer.Argument(help="Folders or files to harvest (searched recursively; any file name).")],
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Parallel reader processes (default: one per CPU core).")] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="After a complete walk, remove the rows of files under the sources that were not found (deleted or moved) and rebuild their series. Folders that cannot be listed are left alone.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Read DICOM headers (never pixel data) into the raw tables of the identified warehouse.
 
     Re-runs are incremental: only new or changed files are read, and series that gain
     instances are updated in place. Every file ends as an instance row or an error row.
+    Rows of files that disappeared stay unless --prune is given.
     """
     from extractor.harvest.discover import SourceError
     from extractor.harvest.pipeline import harvest as run_harvest
@@ -64,7 +66,7 @@ def harvest(
     cfg = _load(config)
     warehouse = open_raw_warehouse(cfg)
     try:
-        run = run_harvest(sources, warehouse, workers=workers, batch_size=cfg.harvest_batch_size)
+        run = run_harvest(sources, warehouse, workers=workers, batch_size=cfg.harvest_batch_size, prune=prune)
     except SourceError as exc:
         _fail(str(exc))
     finally:
@@ -73,6 +75,7 @@ def harvest(
         f"harvest {run.run_id}: {run.files_seen} files seen, {run.files_unchanged} unchanged, "
         f"{run.instances_added} instances added, {run.instances_updated} updated, {run.errors} errors; "
         f"series {run.series_added} added, {run.series_updated} updated"
+        + (f"; {run.files_removed} files no longer found, removed" if prune else "")
     )
 
 

@@ -73,6 +73,7 @@ RUN_COUNTS = (
     "errors",
     "series_added",
     "series_updated",
+    "files_removed",
 )
 
 
@@ -99,9 +100,9 @@ def _warehouses(endpoint: str, tmp_path: Path) -> tuple[BigQueryTarget, DuckDBRa
     return target, DuckDBRawWarehouse(tmp_path / "identified.duckdb")
 
 
-def _run(sources: list[str], warehouse) -> dict[str, int]:
+def _run(sources: list[str], warehouse, prune: bool = False) -> dict[str, int]:
     try:
-        run = harvest(sources, warehouse, workers=1, batch_size=BATCH_SIZE, progress=False)
+        run = harvest(sources, warehouse, workers=1, batch_size=BATCH_SIZE, progress=False, prune=prune)
     finally:
         warehouse.close()
     assert run.status == "completed"
@@ -205,6 +206,15 @@ def test_harvest_into_emulator_matches_duckdb(
     names = {r["location"]: r["patient_name"] for r in _bq_rows(target, "raw_dicom_instance")}
     assert names[str(changed)] == "Changed^Name"
     assert _bq_count(target, "raw_harvest_run") == 3
+    assert _bq_tables(target) == sorted(RAW_TABLES)
+
+    # files disappear: --prune removes their rows and rebuilds their series, as in DuckDB
+    (archive / "notes.txt").unlink()
+    (archive / "d1" / sorted(os.listdir(archive / "d1"))[0]).unlink()
+    fourth = _run([str(archive)], BigQueryRawWarehouse(target), prune=True)
+    assert fourth == _run([str(archive)], DuckDBRawWarehouse(duck_path), prune=True)
+    assert fourth["files_removed"] == 2 and fourth["files_seen"] == third["files_seen"] - 2
+    _assert_same_tables(target, duck_path)
     assert _bq_tables(target) == sorted(RAW_TABLES)
 
 

@@ -404,3 +404,89 @@ def test_a_harvest_that_outgrows_duckdbs_memory_cap_goes_on_with_more(
     assert results[1][0] == ("completed", 21, 7)
     assert "GiB" in setting  # the 1 MB cap was raised to the fallback
     assert "ran out of its harvest memory (1MB)" in caplog.text
+
+
+def _prune_archive(tmp_path: Path) -> tuple[Path, DuckDBRawWarehouse]:
+    root = _copy_sources(tmp_path / "archive")
+    (root / "notes.txt").write_text("not a DICOM file")  # an error row
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    return root, warehouse
+
+
+def _locations(warehouse: DuckDBRawWarehouse, table: str) -> set[str]:
+    return {row[0] for row in warehouse.con.execute(f"SELECT location FROM {table}").fetchall()}
+
+
+def _series_rows(warehouse: DuckDBRawWarehouse) -> dict[str, tuple[Any, ...]]:
+    rows = warehouse.con.execute(
+        "SELECT series_instance_uid, instance_count, representative_location, last_run_id FROM raw_dicom_series"
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prune_removes_the_rows_of_files_no_longer_found_and_rebuilds_their_series(tmp_path: Path, workers: int) -> None:
+    root, warehouse = _prune_archive(tmp_path)
+    before, series_before = _locations(warehouse, "raw_dicom_instance"), _series_rows(warehouse)
+    mr = sorted(str(p) for p in (root / "dicomdirtests_98892003_MR700").rglob("*") if p.is_file())
+    mr_series = series_of(None, Path(mr[0]))  # type: ignore[arg-type]
+    Path(mr[0]).unlink()  # the MR series loses its representative: it needs a new one, and its header
+    (root / "notes.txt").unlink()  # an error row goes too
+    removed = {mr[0], str(root / "notes.txt")}
+
+    run = harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert run.files_removed == 0 and _locations(warehouse, "raw_dicom_instance") == before, "rows stay without prune"
+
+    run = harvest([str(root)], warehouse, workers=workers, progress=False, prune=True)
+    assert run.status == "completed" and run.files_removed == len(removed)
+    assert _locations(warehouse, "raw_dicom_instance") == before - removed
+    assert str(root / "notes.txt") not in _locations(warehouse, "raw_harvest_error")
+    count, representative, last_run = _series_rows(warehouse)[mr_series]
+    assert (count, representative, last_run) == (series_before[mr_series][0] - 1, mr[1], run.run_id)
+    assert _headers_match_their_representatives(warehouse) == []
+    recorded = warehouse.con.execute("SELECT files_removed FROM raw_harvest_run WHERE run_id = ?", [run.run_id]).fetchone()
+    assert recorded == (len(removed),)
+
+    shutil.rmtree(root / "dicomdirtests_98892003_MR700")  # a series with no file left loses its row
+    run = harvest([str(root)], warehouse, workers=workers, progress=False, prune=True)
+    assert run.files_removed == len(mr) - 1 and mr_series not in _series_rows(warehouse)
+    run = harvest([str(root)], warehouse, workers=workers, progress=False, prune=True)
+    assert run.files_removed == 0 and run.files_unchanged == run.files_seen
+    warehouse.close()
+
+
+def test_prune_leaves_other_sources_and_unreadable_folders_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, warehouse = _prune_archive(tmp_path)
+    ct, unreadable = root / "dicomdirtests_98892001", root / "dicomdirtests_77654033"
+    sibling = shutil.copytree(ct, root / "dicomdirtests_98892001b")  # its name starts with ct's: not under it
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    before = _locations(warehouse, "raw_dicom_instance") | _locations(warehouse, "raw_harvest_error")
+    real_scandir = os.scandir
+
+    def scandir(path):  # noqa: ANN001, ANN202 - os.scandir's signature
+        if str(path) == str(unreadable):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr("extractor.harvest.discover.os.scandir", scandir)
+    single = min(p for p in ct.rglob("*") if p.is_file())
+    single.unlink()
+    shutil.rmtree(unreadable / os.listdir(unreadable)[0])  # gone, but its folder cannot be listed now
+    run = harvest([str(ct), str(unreadable)], warehouse, workers=1, progress=False, prune=True)
+    after = _locations(warehouse, "raw_dicom_instance") | _locations(warehouse, "raw_harvest_error")
+    assert run.files_removed == 1 and after == before - {str(single)}
+    assert any(location.startswith(str(sibling) + os.sep) for location in after)
+    warehouse.close()
+
+
+def test_a_warehouse_from_before_prune_gains_the_run_column(tmp_path: Path) -> None:
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    columns = [name for name, _ in duckdb_writer.RAW_TABLES["raw_harvest_run"] if name != "files_removed"]
+    body = ", ".join(f"{c} VARCHAR" for c in columns)
+    warehouse.con.execute(f"CREATE TABLE raw_harvest_run ({body}, PRIMARY KEY (run_id))")  # as before the column
+    warehouse.con.execute("INSERT INTO raw_harvest_run (run_id, status) VALUES ('old', 'completed')")
+    run = harvest([str(_copy_sources(tmp_path / "archive"))], warehouse, workers=1, progress=False, prune=True)
+    rows = warehouse.con.execute("SELECT run_id, files_removed FROM raw_harvest_run ORDER BY run_id").fetchall()
+    assert rows == sorted([("old", None), (run.run_id, 0)])
+    warehouse.close()

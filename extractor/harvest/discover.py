@@ -37,28 +37,31 @@ def _outermost(paths: list[Path]) -> list[Path]:
     return kept
 
 
-def discover_files(roots: list[Path]) -> Iterator[FileRef]:
+def discover_files(roots: list[Path], unreadable: list[str] | None = None) -> Iterator[FileRef]:
     """Every regular file under the roots, with the size and mtime that detect changes.
 
     Symbolic links to folders are not followed (they can loop); hidden files are included,
-    because archives name files any way they like.
+    because archives name files any way they like. Folders that cannot be listed are skipped
+    and appended to `unreadable` (their files are not known to be gone).
     """
     for root in roots:
         if root.is_file():
             yield _file_ref(root)
         else:
-            yield from _walk(str(root))
+            yield from _walk(str(root), unreadable)
 
 
-def _walk(folder: str) -> Iterator[FileRef]:
+def _walk(folder: str, unreadable: list[str] | None) -> Iterator[FileRef]:
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError:
+        if unreadable is not None:
+            unreadable.append(folder)
         return  # unreadable folder: nothing to harvest in it
     for entry in entries:
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _walk(entry.path)
+                yield from _walk(entry.path, unreadable)
             elif entry.is_file():
                 stat = entry.stat()
                 yield FileRef(entry.path, stat.st_size, stat.st_mtime_ns)

@@ -107,12 +107,17 @@ def harvest(
     batch_size: int = HARVEST_BATCH_SIZE,
     progress: bool | None = None,
     slice_files: int | None = None,
+    prune: bool = False,
 ) -> HarvestRun:
     """Harvest the sources into the warehouse; return the run record (also written to raw_harvest_run).
 
     The files found are taken a slice at a time: select the new or changed ones, read them, write
     them in batches, rebuild the series they touched and read those series' representative
     headers. Memory depends on the slice, not on the size of the archive.
+
+    With `prune`, once every source has been walked, the rows of files under the sources that
+    the walk did not find (deleted or moved) are removed and their series rebuilt; folders that
+    could not be listed are left alone.
     """
     roots = check_sources(sources)
     workers = max(1, workers or os.cpu_count() or 1)
@@ -121,9 +126,12 @@ def harvest(
     warehouse.record_run(run)
     try:
         bar = tqdm(total=0, unit="file", disable=not (show_progress() if progress is None else progress))
+        unreadable: list[str] = []
         with worker_pool(workers) as pool:
-            loop = _Loop(warehouse, run, workers, pool, batch_size, bar)
-            loop.harvest(_slices(discover_files(roots), slice_files or max(SLICE_FILES, batch_size)))
+            loop = _Loop(warehouse, run, workers, pool, batch_size, bar, remember_found=prune)
+            loop.harvest(_slices(discover_files(roots, unreadable), slice_files or max(SLICE_FILES, batch_size)))
+            if prune:
+                loop.remove_missing([str(root) for root in roots], unreadable)
         bar.close()
         run.series_added, run.series_updated = warehouse.series_counts(run.run_id)
         run.status = "completed"
@@ -154,9 +162,13 @@ class _Loop:
     previous slice's last rows are written and its series rebuilt.
     """
 
-    def __init__(self, warehouse: RawWarehouse, run: HarvestRun, workers: int, pool, batch_size: int, bar: tqdm) -> None:
+    def __init__(
+        self, warehouse: RawWarehouse, run: HarvestRun, workers: int, pool, batch_size: int, bar: tqdm,
+        remember_found: bool = False,
+    ) -> None:
         self.warehouse, self.run, self.workers, self.pool = warehouse, run, workers, pool
         self.batch_size, self.bar = batch_size, bar
+        self.remember_found = remember_found  # every file found goes to the warehouse (for pruning)
         self.selected: list[int] = []  # files selected for reading, per slice
         self.received: list[int] = []  # files read back, per slice
         self.completed = 0  # slices whose rows have all come back (written by the next flush)
@@ -183,6 +195,8 @@ class _Loop:
 
     def _selected_chunks(self, slices: Iterable[list[FileRef]]) -> Iterator[tuple[int, list[FileRef]]]:
         for number, files in enumerate(slices):
+            if self.remember_found:
+                self.warehouse.remember_found(self.run.run_id, files)
             changed = self.warehouse.select_changed(files)
             self.run.files_seen += len(files)
             self.run.files_unchanged += len(files) - len(changed)
@@ -217,6 +231,13 @@ class _Loop:
         self.run.instances_updated += written.instances_updated
         self.run.errors += written.errors
         self.touched_series |= written.touched_series
+
+    def remove_missing(self, roots: list[str], unreadable: list[str]) -> None:
+        """Remove the rows of files the walk did not find, and rebuild (or drop) their series."""
+        removed = self.warehouse.remove_missing(self.run.run_id, roots, unreadable)
+        self.run.files_removed = removed.files_removed
+        self.touched_series |= removed.touched_series
+        self._rebuild_series()
 
     def _hold_headers(self, headers: dict[str, str | None]) -> None:
         self.headers.update(headers)

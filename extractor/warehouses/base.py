@@ -40,6 +40,7 @@ class HarvestRun:
     errors: int = 0
     series_added: int = 0
     series_updated: int = 0
+    files_removed: int = 0  # rows of files no longer found under the sources (harvest --prune)
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +52,7 @@ class BatchResult:
     instances_updated: int = 0
     errors: int = 0
     touched_series: set[str] = field(default_factory=set)  # series that gained, changed or lost an instance
+    files_removed: int = 0
 
 
 class RawWarehouse(Protocol):
@@ -81,6 +83,13 @@ class RawWarehouse(Protocol):
 
     def record_run(self, run: HarvestRun) -> None:
         """Insert or update the run's row in raw_harvest_run."""
+
+    def remember_found(self, run_id: str, files: list[FileRef]) -> None:
+        """Note files found by this run (all of them, changed or not), for `remove_missing`."""
+
+    def remove_missing(self, run_id: str, roots: list[str], unreadable: list[str]) -> BatchResult:
+        """Delete the instance and error rows under the roots (folders, or files) of locations this
+        run did not find, except under folders it could not list; return how many and their series."""
 
     def close(self) -> None: ...
 

@@ -32,10 +32,14 @@ from google.cloud import bigquery
 
 from extractor.config import BigQueryTarget
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
-from extractor.warehouses.schema import HEADERS_READ, RAW_TABLES, Column
+from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, RAW_TABLES, Column
 from extractor.warehouses.series_sql import (
+    PRUNE_ROOT_COLUMNS,
+    PRUNE_SKIPPED_COLUMNS,
     duplicate_sop_rows_sql,
+    missing_locations_sql,
     new_series_rows_sql,
+    prune_rows,
     series_counts_sql,
 )
 
@@ -48,6 +52,7 @@ CLUSTER_BY = {
     "raw_harvest_error": ("location",),
 }
 CANDIDATE_COLUMNS: list[Column] = [("location", "STRING"), ("file_size", "INT64"), ("file_mtime_ns", "INT64")]
+LOCATION_COLUMNS: list[Column] = [("location", "STRING")]
 SERIES_UID_COLUMNS: list[Column] = [("series_instance_uid", "STRING")]
 HEADER_COLUMNS: list[Column] = [("series_instance_uid", "STRING"), ("representative_header_json", "STRING")]
 ARROW_TYPES = {
@@ -203,6 +208,7 @@ class BigQueryRawWarehouse:
         self.token = uuid.uuid4().hex[:12]
         self._staged: set[str] = set()
         self._stage_count = 0
+        self._found: list[str] = []  # staging tables of the locations this run found (harvest --prune)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -277,6 +283,9 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             body = ", ".join(f"{name} {kind}" for name, kind in columns)
             cluster = f" CLUSTER BY {', '.join(CLUSTER_BY[table])}" if table in CLUSTER_BY else ""
             self._query(f"CREATE TABLE IF NOT EXISTS {self._table(table)} ({body}){cluster}")
+        for table, columns in ADDED_COLUMNS.items():
+            added = ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in columns)
+            self._query(f"ALTER TABLE {self._table(table)} {added}")
 
     # --- incremental selection ------------------------------------------------------------
 
@@ -435,6 +444,43 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
             )
         finally:
             self._drop_stages(self._staged - staged_before)
+
+    # --- files no longer found (harvest --prune) ---------------------------------------------
+
+    def remember_found(self, run_id: str, files: list[FileRef]) -> None:
+        """One load per slice; the staging tables stay until `remove_missing` (or `close`)."""
+        staged_before = set(self._staged)
+        self._load("found", LOCATION_COLUMNS, [[{"location": f.location} for f in files]])
+        self._found += sorted(self._staged - staged_before)
+
+    def remove_missing(self, run_id: str, roots: list[str], unreadable: list[str]) -> BatchResult:
+        result = BatchResult()
+        staged_before = set(self._staged)
+        try:
+            root_rows, skipped_rows = prune_rows(roots, unreadable, "/")
+            roots_table, _ = self._load("roots", PRUNE_ROOT_COLUMNS, [root_rows])
+            skipped, _ = self._load("skipped", PRUNE_SKIPPED_COLUMNS, [skipped_rows])
+            found = " UNION ALL ".join(f"SELECT location FROM {self._table(name)}" for name in self._found)
+            found = f"({found or _empty_relation(LOCATION_COLUMNS)[1:-1]})"
+            missing = [
+                missing_locations_sql(self._table(t), roots_table, skipped, found)
+                for t in ("raw_dicom_instance", "raw_harvest_error")
+            ]
+            gone = self._table(self._create_stage_as("gone", f"{missing[0]} UNION DISTINCT {missing[1]}"))
+            instance = self._table("raw_dicom_instance")
+            rows = self._query(
+                f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})"
+            )
+            result.touched_series = {row["series_instance_uid"] for row in rows}
+            result.files_removed = next(iter(self._query(f"SELECT COUNT(*) AS n FROM {gone}")))["n"]
+            for table in ("raw_harvest_error", "raw_dicom_instance"):
+                self._query(
+                    f"MERGE {self._table(table)} AS t USING {gone} AS s ON t.location = s.location WHEN MATCHED THEN DELETE"
+                )
+        finally:
+            self._drop_stages((self._staged - staged_before) | set(self._found))
+            self._found = []
+        return result
 
     def close(self) -> None:
         try:

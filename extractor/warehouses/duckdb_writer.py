@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,8 +13,16 @@ import duckdb
 import pyarrow as pa
 
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
-from extractor.warehouses.schema import HEADERS_READ, PRIMARY_KEYS, RAW_TABLES, to_arrow
-from extractor.warehouses.series_sql import duplicate_sop_rows_sql, new_series_rows_sql, series_counts_sql
+from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, PRIMARY_KEYS, RAW_TABLES, to_arrow
+from extractor.warehouses.series_sql import (
+    PRUNE_ROOT_COLUMNS,
+    PRUNE_SKIPPED_COLUMNS,
+    duplicate_sop_rows_sql,
+    missing_locations_sql,
+    new_series_rows_sql,
+    prune_rows,
+    series_counts_sql,
+)
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
 # What keeps the harvest's memory from growing with the archive:
@@ -74,6 +83,7 @@ class DuckDBRawWarehouse:
         self.path = path
         self.con = connect_raw(path)
         self._replaces_rows: bool | None = None  # unknown until select_changed: look for rows to replace
+        self._found_run: str | None = None  # the run whose found locations are in the _found table
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -83,6 +93,9 @@ class DuckDBRawWarehouse:
             body = ", ".join(f"{name} {DUCKDB_TYPES[kind]}" for name, kind in columns)
             key = f", PRIMARY KEY ({PRIMARY_KEYS[table]})" if table in DECLARED_KEYS else ""
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}{key})")
+        for table, columns in ADDED_COLUMNS.items():
+            for name, kind in columns:
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {DUCKDB_TYPES[kind]}")
 
     # --- incremental selection ------------------------------------------------------------
 
@@ -240,5 +253,48 @@ class DuckDBRawWarehouse:
         finally:
             self.con.unregister("_run")
 
+    # --- files no longer found (harvest --prune) ---------------------------------------------
+
+    @_retried_with_more_memory
+    def remember_found(self, run_id: str, files: list[FileRef]) -> None:
+        if self._found_run != run_id:  # a temporary table: it spills to disk past the memory limit
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _found (location VARCHAR)")
+            self._found_run = run_id
+        if files:
+            self.con.register("_found_batch", pa.table({"location": [f.location for f in files]}))
+            try:
+                self.con.execute("INSERT INTO _found SELECT location FROM _found_batch")
+            finally:
+                self.con.unregister("_found_batch")
+
+    @_retried_with_more_memory
+    def remove_missing(self, run_id: str, roots: list[str], unreadable: list[str]) -> BatchResult:
+        if self._found_run != run_id:
+            self.remember_found(run_id, [])
+        con, result = self.con, BatchResult()
+        root_rows, skipped_rows = prune_rows(roots, unreadable, os.sep)
+        con.register("_roots", to_arrow(root_rows, PRUNE_ROOT_COLUMNS))
+        con.register("_skipped", to_arrow(skipped_rows, PRUNE_SKIPPED_COLUMNS))
+        con.execute("BEGIN TRANSACTION")
+        try:
+            missing = [missing_locations_sql(t, "_roots", "_skipped", "_found") for t in ("raw_dicom_instance", "raw_harvest_error")]
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _gone AS {missing[0]} UNION {missing[1]}")
+            series = con.execute(
+                "SELECT DISTINCT series_instance_uid FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)"
+            ).fetchall()
+            result.touched_series = {row[0] for row in series}
+            result.files_removed = con.execute("SELECT COUNT(*) FROM _gone").fetchone()[0]
+            con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
+            con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone)")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for view in ("_roots", "_skipped"):
+                con.unregister(view)
+        return result
+
     def close(self) -> None:
         self.con.close()
+

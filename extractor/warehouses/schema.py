@@ -71,6 +71,7 @@ RAW_HARVEST_RUN: list[Column] = [
     ("errors", "INT64"),
     ("series_added", "INT64"),
     ("series_updated", "INT64"),
+    ("files_removed", "INT64"),  # harvest --prune: rows of files no longer found
 ]
 
 RAW_TABLES: dict[str, list[Column]] = {
@@ -79,6 +80,8 @@ RAW_TABLES: dict[str, list[Column]] = {
     "raw_harvest_error": RAW_HARVEST_ERROR,
     "raw_harvest_run": RAW_HARVEST_RUN,
 }
+# Columns added after a table was first released: writers add them to tables that lack them.
+ADDED_COLUMNS: dict[str, list[Column]] = {"raw_harvest_run": [("files_removed", "INT64")]}
 # Representative headers read during the run, handed to the series rebuild (location -> DICOM JSON)
 HEADERS_READ: list[Column] = [("location", "STRING"), ("header_json", "STRING")]
 PRIMARY_KEYS = {

@@ -108,3 +108,26 @@ SELECT location, file_size, file_mtime_ns,
        {run_id_sql} AS run_id, CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS recorded_at
 FROM clash
 """
+
+
+# Under a root: the root itself (a file source) or a location starting with root + separator.
+PRUNE_ROOT_COLUMNS = [("root", "STRING"), ("prefix", "STRING")]
+PRUNE_SKIPPED_COLUMNS = [("prefix", "STRING")]
+
+
+def missing_locations_sql(table: str, roots: str, skipped: str, found: str) -> str:
+    """Locations in `table` under one of the `roots` (root, prefix) that the run did not find
+    (`found`: location), outside the folders it could not list (`skipped`: prefix)."""
+    return f"""
+SELECT t.location FROM {table} AS t
+WHERE EXISTS (SELECT 1 FROM {roots} AS r WHERE t.location = r.root OR STARTS_WITH(t.location, r.prefix))
+  AND NOT EXISTS (SELECT 1 FROM {skipped} AS u WHERE STARTS_WITH(t.location, u.prefix))
+  AND t.location NOT IN (SELECT location FROM {found})
+"""
+
+
+def prune_rows(roots: list[str], unreadable: list[str], separator: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The rows of the `roots` and `skipped` relations of `missing_locations_sql`."""
+    root_rows = [{"root": root, "prefix": root.rstrip(separator) + separator} for root in roots]
+    skipped_rows = [{"prefix": folder.rstrip(separator) + separator} for folder in unreadable]
+    return root_rows, skipped_rows
