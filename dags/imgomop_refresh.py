@@ -60,7 +60,7 @@ def stage_commands(config: Path, settings: ScheduleSettings) -> dict[str, list[s
     """The command line of each stage, in run order."""
     imgomop, tail = imgomop_executable(settings), ["--config", str(config)]
     return {
-        "harvest": [imgomop, "harvest", *(str(s) for s in settings.sources), *tail],
+        "harvest": [imgomop, "harvest", *(str(s) for s in settings.sources), *(["--prune"] if settings.prune else []), *tail],
         "load_ehr": [imgomop, "load-ehr", str(settings.ehr), *tail],
         "build": [imgomop, "build", *tail],
         "check": [imgomop, "check", *tail],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 CONFIG_FILE_NAME = "imgomop.toml"
 TARGETS = ("duckdb", "bigquery")
-SCHEDULE_KEYS = ("cron", "sources", "ehr", "requests", "retries", "retry_delay_minutes", "executable")
+SCHEDULE_KEYS = ("cron", "sources", "prune", "ehr", "requests", "retries", "retry_delay_minutes", "executable")
 
 
 class ConfigError(ValueError):
@@ -52,6 +52,7 @@ class ScheduleSettings:
     retries: int = 2
     retry_delay_minutes: float = 10
     executable: Path | None = None
+    prune: bool = False  # the harvest task removes the rows of files no longer found (harvest --prune)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,9 @@ def _schedule(table: dict, path: Path, base_dir: Path) -> ScheduleSettings:
     delay = table.get("retry_delay_minutes", 10)
     if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
         raise bad("retry_delay_minutes", "a number >= 0")
+    prune = table.get("prune", False)
+    if not isinstance(prune, bool):
+        raise bad("prune", "true or false")
     optional = lambda key: _resolve(base_dir, table[key]) if table.get(key) else None  # noqa: E731
     return ScheduleSettings(
         requests=optional("requests") or base_dir / "requests",
@@ -179,6 +183,7 @@ def _schedule(table: dict, path: Path, base_dir: Path) -> ScheduleSettings:
         retries=retries,
         retry_delay_minutes=delay,
         executable=optional("executable"),
+        prune=prune,
     )
 
 

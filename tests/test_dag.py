@@ -85,7 +85,7 @@ def write_config(root: Path, sources: list[str], retries: int, name: str = "imgo
         'deidentified = "warehouse/deidentified.duckdb"\n\n'
         "[schedule]\n"
         f'cron = "0 3 * * *"\nsources = {json.dumps(sources)}\nehr = "demo/ehr"\nrequests = "requests"\n'
-        f"retries = {retries}\nretry_delay_minutes = 0\n"
+        f"retries = {retries}\nretry_delay_minutes = 0\nprune = true\n"
     )
     return config
 
@@ -99,9 +99,9 @@ def test_the_schedule_table_resolves_beside_the_config_and_has_defaults(tmp_path
         requests=tmp_path / "requests", cron="@daily", sources=(tmp_path / "pacs", Path("/mnt/other")), ehr=tmp_path / "ehr",
         retries=2, retry_delay_minutes=10, executable=None,
     )  # fmt: skip
-    config.write_text("[schedule]\nsources = ['pacs']\nehr = 'ehr'\ncron = ''\nrequests = '/srv/requests'\n")
+    config.write_text("[schedule]\nsources = ['pacs']\nehr = 'ehr'\ncron = ''\nrequests = '/srv/requests'\nprune = true\n")
     settings = load_config(config).schedule
-    assert settings.cron is None and settings.requests == Path("/srv/requests")
+    assert settings.cron is None and settings.requests == Path("/srv/requests") and settings.prune
 
 
 def test_the_dag_folder_imports_without_errors(airflow_home, demo_project):
@@ -114,7 +114,7 @@ def test_the_dag_folder_imports_without_errors(airflow_home, demo_project):
     imgomop, config = str(Path(sys.executable).parent / "imgomop"), str(demo_project / "imgomop.toml")
     commands = {t["task_id"]: t["bash_command"] for t in dag["tasks"]}
     assert commands == {
-        "harvest": f"{imgomop} harvest {demo_project / 'demo' / 'dicom'} --config {config}",
+        "harvest": f"{imgomop} harvest {demo_project / 'demo' / 'dicom'} --prune --config {config}",
         "load_ehr": f"{imgomop} load-ehr {demo_project / 'demo' / 'ehr'} --config {config}",
         "build": f"{imgomop} build --config {config}",
         "check": f"{imgomop} check --config {config}",
@@ -130,6 +130,7 @@ BROKEN_CONFIGS = [  # (imgomop.toml, or None for no IMGOMOP_CONFIG; what the imp
     ("[schedule]\nehr = 'ehr'\n", "[schedule] needs sources"),
     ("[schedule]\nsources = 'pacs'\nehr = 'ehr'\n", "[schedule] sources must be a list of folders"),
     ("[schedule]\nsources = ['pacs']\nehr = 'ehr'\nretries = -1\n", "[schedule] retries must be a whole number"),
+    ("[schedule]\nsources = ['pacs']\nehr = 'ehr'\nprune = 'yes'\n", "[schedule] prune must be true or false"),
     ("[schedule]\nsources = ['pacs']\nehr = 'ehr'\ncron = 'nightly'\n", "[schedule] cron = 'nightly' is not a schedule"),
     ("[schedule]\nsources = ['pacs']\nehr = 'ehr'\nsource = ['x']\n", "unknown key(s) source"),
 ]
