@@ -209,15 +209,17 @@ def test_output_paths_and_manifest_leak_nothing(scrubbed, archive):
             assert needle not in path, f"{needle!r} appears in output path {path}"
 
 
-@pytest.mark.parametrize("failure", ["while writing", "before the rename", "while writing unnamed", "before the link"])
+@pytest.mark.parametrize(
+    "failure", ["while writing", "before the rename", "while writing unnamed", "while copying unnamed", "before the link"]
+)
 def test_a_failed_write_leaves_no_partial_file(failure, archive, tmp_path, monkeypatch):
     """Both ways of writing atomically: an unnamed file linked into place, and (where the system
     has no unnamed files) a named temporary file renamed."""
     chosen = copy_subset(archive, tmp_path / "in", {"CT": 2, "MR": 1})
     out = tmp_path / "out"
     seen: list[Path] = []
-    real_fdopen, real_replace, real_writev, real_link = os.fdopen, os.replace, os.writev, os.link
-    unnamed = failure in ("while writing unnamed", "before the link")
+    real_replace, real_writev, real_link, real_copy = os.replace, os.writev, os.link, sinks._copy_file_range
+    unnamed = failure in ("while writing unnamed", "while copying unnamed", "before the link")
 
     def is_output_unnamed(fd: int) -> bool:
         target = os.readlink(f"/proc/self/fd/{fd}")
@@ -226,30 +228,6 @@ def test_a_failed_write_leaves_no_partial_file(failure, archive, tmp_path, monke
     def is_output_partial(path: Path) -> bool:
         return path.name.startswith(".partial-") and out in path.parents and path.parent.name != MANIFEST_FOLDER
 
-    class HalfWriter:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-            return False
-
-        def write(self, data):
-            self.handle.write(data[: len(data) // 2])
-            self.handle.flush()
-            raise OSError(28, "No space left on device (simulated)")
-
-    def failing_fdopen(fd, *args, **kwargs):
-        handle = real_fdopen(fd, *args, **kwargs)
-        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
-        if is_output_partial(path):
-            seen.append(path)
-            return HalfWriter(handle)
-        return handle
-
     def failing_replace(src, dst, *args, **kwargs):
         if is_output_partial(Path(src)):
             assert Path(src).stat().st_size > 0  # the temporary file is there, written in full
@@ -257,12 +235,22 @@ def test_a_failed_write_leaves_no_partial_file(failure, archive, tmp_path, monke
             raise OSError(5, "Input/output error (simulated)")
         return real_replace(src, dst, *args, **kwargs)
 
+    def is_output(fd: int) -> bool:
+        return is_output_unnamed(fd) if unnamed else is_output_partial(Path(os.readlink(f"/proc/self/fd/{fd}")))
+
     def failing_writev(fd, buffers):
-        if is_output_unnamed(fd):
-            seen.append(Path(f"/proc/self/fd/{fd}"))
+        if is_output(fd):
+            seen.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
             real_writev(fd, [bytes(buffers[0])[: len(buffers[0]) // 2]])
             raise OSError(28, "No space left on device (simulated)")
         return real_writev(fd, buffers)
+
+    def failing_copy(source, fd, count, offset):
+        if is_output(fd):
+            seen.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+            real_copy(source, fd, count // 2, offset)
+            raise OSError(28, "No space left on device (simulated)")
+        return real_copy(source, fd, count, offset)
 
     def failing_link(src, dst, *args, **kwargs):
         if str(src).startswith("/proc/self/fd/") and is_output_unnamed(int(str(src).rsplit("/", 1)[1])):
@@ -273,12 +261,12 @@ def test_a_failed_write_leaves_no_partial_file(failure, archive, tmp_path, monke
     with monkeypatch.context() as patch:
         if not unnamed:
             patch.setattr(sinks, "_O_TMPFILE", 0)  # as on a system without unnamed files
-        if failure == "while writing":
-            patch.setattr(os, "fdopen", failing_fdopen)
+        if failure in ("while writing", "while writing unnamed"):
+            patch.setattr(os, "writev", failing_writev)
         elif failure == "before the rename":
             patch.setattr(os, "replace", failing_replace)
-        elif failure == "while writing unnamed":
-            patch.setattr(os, "writev", failing_writev)
+        elif failure == "while copying unnamed":
+            patch.setattr(sinks, "_copy_file_range", failing_copy)
         else:
             patch.setattr(os, "link", failing_link)
         invoke_cli("scrub", str(tmp_path / "in"), "--out", str(out), "--workers", "1")
@@ -461,3 +449,32 @@ def test_folder_sink_links_unnamed_files_and_replaces_an_existing_one(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out/a").iterdir()) == ["b.dcm", "c.dcm"]
     if sinks._O_TMPFILE:
         assert sink._unnamed is True  # Linux: the unnamed files worked, and still do after the replace
+
+
+def _output_digests(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.dcm"))}
+
+
+def test_pixel_bytes_copied_in_the_kernel_equal_those_written_from_memory(archive, tmp_path, monkeypatch):
+    """Untouched pixel data is copied file to file (copy_file_range); where the kernel cannot,
+    or Python has no such call, the bytes read are written: the files are the same either way."""
+    copy_subset(archive, tmp_path / "in", {"CT": 2, "MR": 2, "CR": 1})
+    monkeypatch.setenv("IMGOMOP_DEID_KEY", TEST_DEID_KEY)
+    copied: list[int] = []
+    real_copy = sinks._copy_file_range
+
+    def counting_copy(source, fd, count, offset):
+        copied.append(count)
+        return real_copy(source, fd, count, offset)
+
+    def refused(source, fd, count, offset):
+        raise OSError(18, "Invalid cross-device link (simulated)")
+
+    digests = []
+    for name, copy in [("kernel", counting_copy), ("refused", refused), ("none", None)]:
+        with monkeypatch.context() as patch:
+            patch.setattr(sinks, "_copy_file_range", copy)
+            invoke_cli("scrub", str(tmp_path / "in"), "--out", str(tmp_path / name), "--workers", "1")
+        digests.append(_output_digests(tmp_path / name))
+    assert copied and min(copied) > 10_000  # the pixel data went through the kernel copy
+    assert digests[0] and digests[0] == digests[1] == digests[2]

@@ -27,7 +27,7 @@ from extractor.scrub.metadata.apply import byte_transparent
 from extractor.scrub.metadata.settled import deidentify_settled
 from extractor.scrub.pixels import PixelError, blank_regions
 from extractor.scrub.raw import RawScrub, scrub_raw
-from extractor.scrub.sinks import open_sink
+from extractor.scrub.sinks import SourceBytes, open_sink
 
 DEIDENTIFIED, FILTERED, QUARANTINED = "deidentified", "filtered", "quarantined"
 STUDY_INSTANCE_UID, SERIES_INSTANCE_UID, SOP_INSTANCE_UID = 0x0020000D, 0x0020000E, 0x00080018
@@ -123,8 +123,13 @@ def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, 
 
 
 def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome: Outcome, reference: bool) -> None:
+    # open until the output is written: pixel data left as it was is copied from it (SourceBytes)
     with open(job.location, "rb") as source:
-        data = source.read()
+        _scrub_open(source.fileno(), source.read(), job, settings, compiled, outcome, reference)
+
+
+def _scrub_open(source: int, data: bytes, job: ScrubJob, settings: ScrubSettings, compiled: _Compiled,
+                outcome: Outcome, reference: bool) -> None:
     outcome.bytes_in = len(data)
     if not looks_like_dicom(data[:132]):
         outcome.error_class, outcome.error = "NotDicom", "no DICM preamble and the first bytes are not a DICOM element"
@@ -132,7 +137,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     if not reference:
         raw = scrub_raw(data, compiled, settings.key, job, lambda subject: _context(settings, compiled, job, subject, False))
         if raw is not None:
-            _finish_raw(raw, compiled, outcome)
+            _finish_raw(raw, source, compiled, outcome)
             return
     ds, pixel_offset = (None if reference else read_header_fast(data, compiled.skip_private)) or read_header(data)
     transfer_syntax = _single_text(ds.file_meta, TRANSFER_SYNTAX_UID, "TransferSyntaxUID") if hasattr(ds, "file_meta") else ""
@@ -170,7 +175,7 @@ def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome:
     if pixel_tail is not None and str(ds.file_meta.TransferSyntaxUID) != transfer_syntax:
         raise RuntimeError("the transfer syntax changed during the scrub; the source pixel bytes no longer fit")
     encoded = (None if reference else encode_file_fast(ds)) or encode_file(ds)
-    parts = (encoded,) if pixel_tail is None else (encoded, pixel_tail)
+    parts = (encoded,) if pixel_tail is None else (encoded, SourceBytes(source, pixel_offset, pixel_tail))
     outcome.output = compiled.sink.write(name, *parts)
     outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
@@ -189,14 +194,15 @@ def _context(settings: ScrubSettings, compiled: _Compiled, job: ScrubJob, subjec
     )
 
 
-def _finish_raw(raw: RawScrub, compiled: _Compiled, outcome: Outcome) -> None:
+def _finish_raw(raw: RawScrub, source: int, compiled: _Compiled, outcome: Outcome) -> None:
     """The outcome of a file scrubbed on the raw path, written when not filtered."""
     outcome.transfer_syntax_in = raw.transfer_syntax
     outcome.series_instance_uid = raw.series_in or None
     if raw.filtered is not None:
         outcome.outcome, outcome.rule = FILTERED, raw.filtered
         return
-    parts = (raw.encoded,) if raw.pixel_tail is None else (raw.encoded, raw.pixel_tail)
+    tail = raw.pixel_tail
+    parts = (raw.encoded,) if tail is None else (raw.encoded, SourceBytes(source, raw.pixel_offset, tail))
     outcome.output = compiled.sink.write(raw.name, *parts)
     outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = raw.transfer_syntax

@@ -91,6 +91,7 @@ class RawScrub:
     encoded: bytes = b""
     pixel_tail: memoryview | None = None
     series_out: str = ""
+    pixel_offset: int = 0  # where pixel_tail starts in the file
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def scrub_raw(data: bytes, compiled, key: str, job, context_for) -> RawScrub | N
     for tag in sorted(out):
         if not (tag & 0xFFFF == 0 and tag >> 16 > 6):
             parts.append(out[tag])
-    return RawScrub(syntax, series_in, None, f"{study}/{series}/{sop}.dcm", b"".join(parts), pixel_tail, series)
+    return RawScrub(syntax, series_in, None, f"{study}/{series}/{sop}.dcm", b"".join(parts), pixel_tail, series, stop)
 
 
 def _scan(data: bytes, position: int) -> tuple[list[tuple], int] | None:
