@@ -1,16 +1,22 @@
 """Harvest throughput and memory: `imgomop harvest` side by side with a plain pydicom loop.
 
     python benchmarks/harvest.py [--files 20000] [--workers N] [--repeat 1] [--profile auto|always|never]
+                                 [--series-heavy N]
 
 In one run, on the same synthetic corpus (benchmarks/corpus.py) and a warm page cache:
   (a) baseline: one process looping `pydicom.dcmread(path, stop_before_pixels=True)` over every file;
   (b) `imgomop harvest CORPUS --workers <os.cpu_count()>` into a fresh DuckDB warehouse;
   (c) `imgomop harvest CORPUS --workers 1` (the per-core figure without pool overheads);
   (d) both harvests again on a 2,000-file subset of the same corpus, for peak memory;
-  (e) `imgomop harvest` of an empty folder: the fixed cost (start-up, imports, warehouse set-up).
+  (e) `imgomop harvest` of an empty folder: the fixed cost (start-up, imports, warehouse set-up);
+  (f) with --series-heavy N only: (a), (b) and (c) again on a second archive, N series of one file
+      each (corpus.build_one_file_series_archive: CR, DX, CT, MR and secondary-capture files, each
+      with its own Series and SOP Instance UIDs), where the harvest writes a representative header
+      and a series row per file.
 Each runs as its own subprocess. Printed: a table of files/s, MB/s, files/s per core, files per
 CPU-second and peak memory, and the ratios against the targets (harvest per core >= 5x the
-baseline; peak memory at the full corpus / at 2,000 files ~ 1.0x). The figures also go to
+baseline; peak memory at the full corpus / at 2,000 files ~ 1.0x); for (f), the per-core ratio
+over that archive's own loop, which has no target. The figures also go to
 benchmarks/out/harvest-<timestamp>.json. No timing is asserted anywhere; this script reports.
 """
 
@@ -34,10 +40,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from corpus import build_corpus, sorted_files  # noqa: E402
+from corpus import build_corpus, build_one_file_series_archive, sorted_files  # noqa: E402
 
 PER_CORE_TARGET = 5.0
 MB = 1_000_000
+BASELINE_LABEL = "baseline: pydicom.dcmread(stop_before_pixels) loop"
+SERIES_HEAVY_BASELINE_LABEL = "series-heavy: pydicom.dcmread loop"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 BASELINE_CODE = r"""
@@ -266,14 +274,15 @@ def _best(results: list[Result]) -> Result:
          "cpu_seconds": round(r.cpu_seconds, 3), "memory": r.memory} for r in results]})
 
 
-def run_baseline(root: Path, files: int, nbytes: int, scratch: Path, env: dict[str, str]) -> Result:
+def run_baseline(root: Path, files: int, nbytes: int, scratch: Path, env: dict[str, str],
+                 label: str = BASELINE_LABEL) -> Result:
     m = run_measured([sys.executable, "-c", BASELINE_CODE, str(root)], cwd=scratch, env=env)
     _check(m, "baseline loop")
     report = json.loads(m.stdout.strip().splitlines()[-1])
     if report["files"] != files:
         raise SystemExit(f"baseline saw {report['files']} files, expected {files}")
     return Result(
-        name="baseline: pydicom.dcmread(stop_before_pixels) loop",
+        name=label,
         files=files,
         bytes=nbytes,
         workers=1,
@@ -429,6 +438,49 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+def _per_core_ratios(baseline: Result, harvests: dict[int, Result]) -> tuple[dict, dict, dict]:
+    """Each harvest over the baseline: files/s per core, files per CPU-second, whole-process files/s per core."""
+    per_core, per_cpu_second, per_core_process = {}, {}, {}
+    for w, r in harvests.items():
+        per_core[f"workers={w}"] = r.files_per_s_per_core / baseline.files_per_s
+        per_cpu_second[f"workers={w}"] = r.files_per_cpu_s / baseline.files_per_cpu_s
+        per_core_process[f"workers={w}"] = r.process_files_per_s / w / baseline.process_files_per_s
+    return per_core, per_cpu_second, per_core_process
+
+
+# --- the series-heavy archive (--series-heavy N) -----------------------------------------------
+
+
+def series_heavy_label(workers: int) -> str:
+    return f"series-heavy: imgomop harvest --workers {workers}"
+
+
+def prepare_series_heavy(out_dir: Path, n_series: int, seed: int) -> dict:
+    """Build (or reuse) the one-file-series archive under out_dir and describe it; return its manifest."""
+    archive_dir = out_dir / f"series-heavy-{n_series}-seed{seed}"
+    print(f"series-heavy archive: {archive_dir} ({n_series} series of one file each, seed {seed})", flush=True)
+    manifest = build_one_file_series_archive(archive_dir, n_series, seed)
+    print(f"  {'reused (built earlier in' if manifest['reused'] else 'built in'} {manifest['build_seconds']} s"
+          f"{')' if manifest['reused'] else ''}")
+    print(f"  {manifest['total_bytes'] / MB:,.0f} MB, {manifest['patients']} patients, {manifest['studies']} studies, "
+          f"{manifest['series']} series in {manifest['folders']} folders of {manifest['files_per_folder']}; "
+          f"files by modality: {manifest['files_by_modality']}")
+    return manifest
+
+
+def series_heavy_plan(imgomop: str, manifest: dict, worker_counts: list[int], scratch: Path, env: dict[str, str],
+                      fixed_cpu: float) -> list[tuple[str, object]]:
+    """The loop baseline and the harvests on the series-heavy archive, as entries of main's run plan."""
+    root, n, nbytes = Path(manifest["dicom_dir"]), manifest["files"], manifest["total_bytes"]
+    plan: list[tuple[str, object]] = [(SERIES_HEAVY_BASELINE_LABEL, lambda: run_baseline(
+        root, n, nbytes, scratch, env, label=SERIES_HEAVY_BASELINE_LABEL))]
+    for w in worker_counts:
+        label = series_heavy_label(w)
+        plan.append((label, lambda w=w, label=label: run_harvest(
+            imgomop, root, n, nbytes, w, label, scratch, env, fixed_cpu)))
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20_000, help="corpus size (default 20000)")
@@ -444,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                              "env: children inherit the environment as is")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                         help="cProfile a single-worker harvest: always, never, or when the per-core ratio misses the target")
+    parser.add_argument("--series-heavy", type=int, default=0, metavar="N",
+                        help="also run the loop and the harvests on an archive of N series of one file each, built and "
+                             "cached under OUT_DIR/series-heavy-<N>-seed<S> (default 0: off)")
     args = parser.parse_args(argv)
 
     beside = Path(sys.executable).parent / "imgomop"
@@ -464,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{manifest['series']} series; files by modality: {manifest['files_by_modality']}")
     full_root = Path(manifest["dicom_dir"])
     subset_root = Path(manifest["subset_dir"]) if manifest["subset_dir"] else None
+    series_heavy = prepare_series_heavy(out_dir, args.series_heavy, args.seed) if args.series_heavy else None
 
     scratch = Path(tempfile.mkdtemp(prefix=f"harvest-{stamp}-", dir=out_dir))
     try:
@@ -477,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fixed cost of `imgomop harvest` (an empty folder): {fixed.wall_seconds:.2f} s wall, "
               f"{fixed.cpu_seconds:.2f} s CPU, {fixed.max_rss_largest_process_mb:.0f} MB RSS")
 
-        roots = [full_root] + ([subset_root] if subset_root else [])
+        roots = [full_root] + ([subset_root] if subset_root else []) + (
+            [Path(series_heavy["dicom_dir"])] if series_heavy else [])
         warm_files, warm_bytes, warm_s = warm_page_cache(roots)
         print(f"page cache warmed: read every file once ({warm_files} files, {warm_bytes / MB:,.0f} MB in {warm_s:.1f} s); "
               "every run below sees the same warm cache", flush=True)
@@ -495,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"imgomop harvest --workers {w} ({k}-file subset)"
                 plan.append((label, lambda w=w, label=label: run_harvest(
                     imgomop, subset_root, k, kbytes, w, label, scratch, env, fixed.cpu_seconds)))
+        if series_heavy:
+            plan += series_heavy_plan(imgomop, series_heavy, worker_counts, scratch, env, fixed.cpu_seconds)
         collected: dict[str, list[Result]] = {label: [] for label, _ in plan}
         for rep in range(args.repeat):
             for label, run in plan:
@@ -505,12 +564,11 @@ def main(argv: list[str] | None = None) -> int:
 
         baseline = results[0]
         by_name = {r.name: r for r in results}
-        per_core, per_core_cpu, per_core_process = {}, {}, {}
-        for w in worker_counts:
-            r = by_name[f"imgomop harvest --workers {w}"]
-            per_core[f"workers={w}"] = r.files_per_s_per_core / baseline.files_per_s
-            per_core_cpu[f"workers={w}"] = r.files_per_cpu_s / baseline.files_per_cpu_s
-            per_core_process[f"workers={w}"] = r.process_files_per_s / w / baseline.process_files_per_s
+        per_core, per_core_cpu, per_core_process = _per_core_ratios(
+            baseline, {w: by_name[f"imgomop harvest --workers {w}"] for w in worker_counts})
+        series_heavy_ratios = _per_core_ratios(
+            by_name[SERIES_HEAVY_BASELINE_LABEL], {w: by_name[series_heavy_label(w)] for w in worker_counts}
+        ) if series_heavy else None
         memory_ratio = {}
         if subset_root:
             for w in worker_counts:
@@ -539,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
         for key, ratios in memory_ratio.items():
             parts = ", ".join(f"{name.removesuffix('_mb')} {value:.2f}x" for name, value in ratios.items() if value)
             print(f"  peak memory {n} files / {args.subset_files} files ({key}): {parts}  (target ~1.0x, flat)")
+        if series_heavy:
+            sh_per_core, sh_per_cpu, sh_process = series_heavy_ratios
+            for key, value in sh_per_core.items():
+                print(f"  series-heavy archive (one file per series): harvest per-core files/s / its loop's files/s ({key}): "
+                      f"{value:.2f}x  (a separate archive, no target); per CPU-second: {sh_per_cpu[key]:.2f}x; "
+                      f"whole processes: {sh_process[key]:.2f}x")
 
         prefix = out_dir / f"harvest-{stamp}"
         profile_text = None
@@ -568,6 +632,16 @@ def main(argv: list[str] | None = None) -> int:
             "profile": {"text": prefix.with_suffix(".profile.txt").name, "prof": prefix.with_suffix(".prof").name}
             if profile_text else None,
         }
+        if series_heavy:
+            sh_per_core, sh_per_cpu, sh_process = series_heavy_ratios
+            report["series_heavy"] = {
+                "archive": series_heavy,
+                "results": [SERIES_HEAVY_BASELINE_LABEL, *(series_heavy_label(w) for w in worker_counts)],
+                "ratios": {"harvest_per_core_over_baseline": sh_per_core,
+                           "harvest_per_cpu_second_over_baseline": sh_per_cpu,
+                           "harvest_per_core_over_baseline_whole_process": sh_process},
+                "target": None,
+            }
         json_path = prefix.with_suffix(".json")
         json_path.write_text(json.dumps(report, indent=2, default=str))
         print(f"\nresults: {json_path}")
