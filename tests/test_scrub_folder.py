@@ -23,7 +23,7 @@ import pytest
 from conftest import TEST_DEID_KEY, invoke_cli
 
 from extractor.demo_data import make_demo_archive
-from extractor.scrub import sinks
+from extractor.scrub import instance, sinks
 from extractor.scrub.run import EXTRACT_COLUMNS, MANIFEST_FOLDER, source_key
 
 PSEUDONYM = re.compile(r"^2\.25\.[1-9]\d*$")
@@ -457,7 +457,8 @@ def _output_digests(out: Path) -> dict[str, str]:
 
 def test_pixel_bytes_copied_in_the_kernel_equal_those_written_from_memory(archive, tmp_path, monkeypatch):
     """Untouched pixel data is copied file to file (copy_file_range); where the kernel cannot,
-    or Python has no such call, the bytes read are written: the files are the same either way."""
+    or Python has no such call, the bytes read are written: the files are the same either way,
+    and whether the inputs are read or mapped (every file mapped, small ones too)."""
     copy_subset(archive, tmp_path / "in", {"CT": 2, "MR": 2, "CR": 1})
     monkeypatch.setenv("IMGOMOP_DEID_KEY", TEST_DEID_KEY)
     copied: list[int] = []
@@ -471,10 +472,13 @@ def test_pixel_bytes_copied_in_the_kernel_equal_those_written_from_memory(archiv
         raise OSError(18, "Invalid cross-device link (simulated)")
 
     digests = []
-    for name, copy in [("kernel", counting_copy), ("refused", refused), ("none", None)]:
+    for name, copy, map_from in [("kernel", counting_copy, None), ("refused", refused, None), ("none", None, None),
+                                 ("mapped", counting_copy, 1), ("read", counting_copy, 1 << 40)]:
         with monkeypatch.context() as patch:
             patch.setattr(sinks, "_copy_file_range", copy)
+            if map_from is not None:
+                patch.setattr(instance, "MAP_FROM_BYTES", map_from)
             invoke_cli("scrub", str(tmp_path / "in"), "--out", str(tmp_path / name), "--workers", "1")
         digests.append(_output_digests(tmp_path / name))
     assert copied and min(copied) > 10_000  # the pixel data went through the kernel copy
-    assert digests[0] and digests[0] == digests[1] == digests[2]
+    assert digests[0] and all(d == digests[0] for d in digests)

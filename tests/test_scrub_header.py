@@ -27,6 +27,7 @@ from conftest import TEST_DEID_KEY
 
 from extractor.demo_data import make_demo_archive
 from extractor.scrub.header import encode_file_fast, plain_string, plain_text, read_header_fast
+from extractor.scrub import instance
 from extractor.scrub.instance import ScrubJob, ScrubSettings, compile_settings, encode_file, read_header, scrub_instance
 from extractor.scrub.metadata import regenerate_file_meta, shipped_profile_names
 from extractor.scrub.metadata.apply import byte_transparent
@@ -242,3 +243,24 @@ def test_a_long_element_header_cut_by_the_end_of_the_file_goes_to_pydicom(tmp_pa
     cut = tmp_path / "cut.dcm"
     cut.write_bytes(data[:pixel_offset] + b"\x29\x00\x10\x10OB\x00\x00\x05\x00")  # (0029,1010) OB, length cut
     assert _compare([cut], "pre-irb", tmp_path) == []
+
+
+def test_mapped_inputs_scrub_as_read_ones(demo_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large inputs are mapped rather than read (instance.MAP_FROM_BYTES): with every file mapped,
+    every outcome and every written byte are those of files read whole."""
+    results = {}
+    for name, map_from in (("mapped", 1), ("read", 1 << 40)):
+        monkeypatch.setattr(instance, "MAP_FROM_BYTES", map_from)
+        settings = _settings("pre-irb", tmp_path / name)
+        compiled = compile_settings(settings)
+        rows = []
+        for path in PYDICOM_FILES + demo_files:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outcome = asdict(scrub_instance(ScrubJob(str(path), subject=""), settings, compiled))
+            outcome.pop("seconds")
+            written = outcome.pop("output")
+            rows.append((outcome, written and Path(written).read_bytes()))
+        results[name] = rows
+    assert results["mapped"] == results["read"]
+    assert sum(1 for outcome, _ in results["read"] if outcome["outcome"] == "deidentified") >= 100

@@ -7,10 +7,13 @@ it) or quarantined (with the error). The source file is only read.
 from __future__ import annotations
 
 import io
+import mmap
+import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -125,7 +128,20 @@ def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, 
 def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome: Outcome, reference: bool) -> None:
     # open until the output is written: pixel data left as it was is copied from it (SourceBytes)
     with open(job.location, "rb") as source:
-        _scrub_open(source.fileno(), source.read(), job, settings, compiled, outcome, reference)
+        _scrub_open(source.fileno(), _contents(source), job, settings, compiled, outcome, reference)
+
+
+MAP_FROM_BYTES = 256 * 1024  # larger files are mapped, not read: their pixel data is copied unread
+
+
+def _contents(source: BinaryIO) -> bytes | mmap.mmap:
+    """The file's bytes: read, or for a large file mapped read-only, so that pixel data the scrub
+    leaves as it was never passes through this process (the header pages alone are touched).
+    The map is not closed here: it goes when the last view of it does."""
+    size = os.fstat(source.fileno()).st_size
+    if size < MAP_FROM_BYTES or size == 0:  # an empty file cannot be mapped
+        return source.read()
+    return mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _scrub_open(source: int, data: bytes, job: ScrubJob, settings: ScrubSettings, compiled: _Compiled,
