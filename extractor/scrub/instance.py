@@ -137,7 +137,9 @@ MAP_FROM_BYTES = 256 * 1024  # larger files are mapped, not read: their pixel da
 def _contents(source: BinaryIO) -> bytes | mmap.mmap:
     """The file's bytes: read, or for a large file mapped read-only, so that pixel data the scrub
     leaves as it was never passes through this process (the header pages alone are touched).
-    The map is not closed here: it goes when the last view of it does."""
+    The map is not closed here: it goes when the last view of it does. A file truncated by
+    another program while it is being scrubbed can stop the process (SIGBUS) where a read would
+    have seen fewer bytes; a re-run resumes after the instances already written."""
     size = os.fstat(source.fileno()).st_size
     if size < MAP_FROM_BYTES or size == 0:  # an empty file cannot be mapped
         return source.read()
