@@ -671,3 +671,14 @@ def pydicom_pixel_data_offset(data: bytes) -> int | None:
     raw = ds.get_item(0x7FE00010)
     header = 8 if ds.is_implicit_VR else 12
     return raw.value_tell - header
+
+
+def damaged(rng: random.Random, data: bytes, flips_within: int = 4096) -> bytes:
+    """A copy of a file's bytes with 1-4 random bytes changed after the preamble (within the first
+    `flips_within` bytes) and, three times in ten, cut short: for differential tests."""
+    out = bytearray(data)
+    for _flip in range(rng.randint(1, 4)):
+        out[rng.randrange(128, min(len(out), flips_within))] = rng.randrange(256)
+    if rng.random() < 0.3:
+        del out[rng.randrange(132, len(out)) :]
+    return bytes(out)

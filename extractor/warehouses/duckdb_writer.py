@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,6 +66,23 @@ def _retried_with_more_memory(method: Method) -> Method:
             return method(self, *args, **kwargs)
 
     return retried  # type: ignore[return-value]
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection, **views: pa.Table) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction, with Arrow tables registered as views for its length; rolled back on error."""
+    for name, table in views.items():
+        con.register(name, table)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in views:
+            con.unregister(name)
 
 
 def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
@@ -137,11 +155,7 @@ class DuckDBRawWarehouse:
     @_retried_with_more_memory
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         result = BatchResult()
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.register("_instances", instances)
-            con.register("_errors", errors)
+        with _transaction(self.con, _instances=instances, _errors=errors) as con:
             if self._replaces_rows is not False:
                 self._remove_replaced_rows(result)
             duplicates = self._duplicate_sop_instances(run_id)
@@ -156,13 +170,6 @@ class DuckDBRawWarehouse:
                 )
             not_duplicate = " WHERE location NOT IN (SELECT location FROM _duplicates)" if duplicates else ""
             con.execute("INSERT INTO raw_dicom_instance BY NAME SELECT * FROM _instances" + not_duplicate)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            for view in ("_instances", "_errors"):
-                con.unregister(view)
         result.errors = errors.num_rows + duplicates
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return result
@@ -196,11 +203,8 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
-        con = self.con
         rows = [{"location": location, "header_json": text} for location, text in headers.items()]
-        con.register("_headers_read", to_arrow(rows, HEADERS_READ))
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with _transaction(self.con, _headers_read=to_arrow(rows, HEADERS_READ)) as con:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _touched AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
                 [sorted(touched_series)],
@@ -212,12 +216,6 @@ class DuckDBRawWarehouse:
             )
             con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
             con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("_headers_read")
 
     @_retried_with_more_memory
     def series_counts(self, run_id: str) -> tuple[int, int]:
@@ -271,12 +269,10 @@ class DuckDBRawWarehouse:
     def remove_missing(self, run_id: str, roots: list[str], unreadable: list[str]) -> BatchResult:
         if self._found_run != run_id:
             self.remember_found(run_id, [])
-        con, result = self.con, BatchResult()
+        result = BatchResult()
         root_rows, skipped_rows = prune_rows(roots, unreadable, os.sep)
-        con.register("_roots", to_arrow(root_rows, PRUNE_ROOT_COLUMNS))
-        con.register("_skipped", to_arrow(skipped_rows, PRUNE_SKIPPED_COLUMNS))
-        con.execute("BEGIN TRANSACTION")
-        try:
+        views = {"_roots": to_arrow(root_rows, PRUNE_ROOT_COLUMNS), "_skipped": to_arrow(skipped_rows, PRUNE_SKIPPED_COLUMNS)}
+        with _transaction(self.con, **views) as con:
             missing = [missing_locations_sql(t, "_roots", "_skipped", "_found") for t in ("raw_dicom_instance", "raw_harvest_error")]
             con.execute(f"CREATE OR REPLACE TEMP TABLE _gone AS {missing[0]} UNION {missing[1]}")
             series = con.execute(
@@ -286,13 +282,6 @@ class DuckDBRawWarehouse:
             result.files_removed = con.execute("SELECT COUNT(*) FROM _gone").fetchone()[0]
             con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
             con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone)")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            for view in ("_roots", "_skipped"):
-                con.unregister(view)
         return result
 
     def close(self) -> None:
