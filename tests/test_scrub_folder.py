@@ -482,3 +482,20 @@ def test_pixel_bytes_copied_in_the_kernel_equal_those_written_from_memory(archiv
         digests.append(_output_digests(tmp_path / name))
     assert copied and min(copied) > 10_000  # the pixel data went through the kernel copy
     assert digests[0] and all(d == digests[0] for d in digests)
+
+
+def test_a_source_cut_short_while_it_is_copied_is_quarantined(archive, tmp_path, monkeypatch):
+    """Pixel data is copied from the source in the kernel; a source that shrank since it was read
+    (or mapped) must not be completed from memory, nor crash the run: the instance is quarantined."""
+    copy_subset(archive, tmp_path / "in", {"CT": 1})
+    monkeypatch.setenv("IMGOMOP_DEID_KEY", TEST_DEID_KEY)
+    real_copy = sinks._copy_file_range
+
+    def short_source(source, fd, count, offset):
+        return real_copy(source, fd, min(count, 100), offset) if count > 100 else 0
+
+    monkeypatch.setattr(sinks, "_copy_file_range", short_source)
+    invoke_cli("scrub", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1")
+    rows = read_manifest(tmp_path / "out")
+    assert [(r["outcome"], r["error_class"], r["output"]) for r in rows] == [("quarantined", "OSError", None)]
+    assert not [p for p in (tmp_path / "out").rglob("*.dcm")]

@@ -176,8 +176,8 @@ def _copy_source_bytes(handle: int, part: SourceBytes) -> None:
         try:
             while copied < len(part):
                 done = _copy_file_range(part.fd, handle, len(part) - copied, part.offset + copied)
-                if done == 0:
-                    break  # the source is shorter than when it was read: the rest from memory
+                if done == 0:  # its pages past the new end cannot be read from a map either
+                    raise OSError(errno.EIO, "the source file became shorter while it was being scrubbed")
                 copied += done
         except OSError as exc:
             if exc.errno not in _NO_COPY_RANGE:
