@@ -499,3 +499,11 @@ def test_a_source_cut_short_while_it_is_copied_is_quarantined(archive, tmp_path,
     rows = read_manifest(tmp_path / "out")
     assert [(r["outcome"], r["error_class"], r["output"]) for r in rows] == [("quarantined", "OSError", None)]
     assert not [p for p in (tmp_path / "out").rglob("*.dcm")]
+
+
+def test_spread_interleaves_stretches_and_keeps_every_chunk_once():
+    from extractor.scrub.run import spread
+
+    chunks = [[f"job{i}"] for i in range(7)]
+    assert spread(chunks, 2) == [chunks[i] for i in (0, 4, 1, 5, 2, 6, 3)]  # the two halves, taken in turn
+    assert sorted(spread(chunks, 3)) == sorted(chunks) and spread(chunks, 1) == chunks and spread(chunks[:1], 4) == chunks[:1]

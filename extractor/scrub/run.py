@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatch
+from itertools import zip_longest
 from pathlib import PurePosixPath
 
 import pyarrow as pa
@@ -88,7 +89,7 @@ def run_scrub(jobs: Iterable[ScrubJob], settings: ScrubSettings, workers: int | 
             summary.skipped += 1
         else:
             pending.append(job)
-    chunks = [pending[i : i + CHUNK_JOBS] for i in range(0, len(pending), CHUNK_JOBS)]
+    chunks = spread([pending[i : i + CHUNK_JOBS] for i in range(0, len(pending), CHUNK_JOBS)], workers)
     part = 0
     with tqdm(total=len(pending), unit="file", disable=not show_progress()) as bar:
         for outcomes in run_chunks(scrub_chunk, chunks, workers, settings):
@@ -102,6 +103,18 @@ def run_scrub(jobs: Iterable[ScrubJob], settings: ScrubSettings, workers: int | 
             summary.manifest += rows
             bar.update(len(outcomes))
     return summary
+
+
+def spread(chunks: list[list[ScrubJob]], workers: int) -> list[list[ScrubJob]]:
+    """The chunks reordered so that workers running at the same time take them from different
+    stretches of the inputs (one stretch per worker, taken in turn): files of a series lie
+    together and are written to one folder, and workers writing into the same folder wait for
+    each other in the kernel."""
+    if workers < 2 or len(chunks) < 2:
+        return chunks
+    stretch = -(-len(chunks) // workers)  # ceiling division
+    stretches = [chunks[i : i + stretch] for i in range(0, len(chunks), stretch)]
+    return [chunk for round_ in zip_longest(*stretches) for chunk in round_ if chunk is not None]
 
 
 def _manifest_row(outcome: Outcome, key: str, run_id: str) -> dict:
