@@ -74,6 +74,11 @@ STUDY, SERIES = 0x0020000D, 0x0020000E
 _NAMING = frozenset({STUDY, SERIES, SOP_INSTANCE})
 _NAMES = -1  # the key of the naming values in _deidentify's result
 _VR_INFO = {raw: (name, raw in _LONG_VRS) for raw, name in _VR_NAMES.items()}  # VR bytes -> (VR, 4-byte length)
+
+try:  # `_scan` in C (setup.py builds it; without a compiler the Python function below does it)
+    from extractor.scrub._raw_scan import scan as _scan_in_c
+except ImportError:  # pragma: no cover - exercised by the test that sets it to None
+    _scan_in_c = None
 # What the default filters read (filters.decide), the modality (the ultrasound check) and the
 # patient ID (the subject of the date shift).
 _READ_TAGS = frozenset({0x00080016, 0x00080070, 0x00080064, 0x00280301, 0x00080008, MODALITY, PATIENT_ID,
@@ -149,7 +154,7 @@ def scrub_raw(data: bytes, compiled, key: str, job, context_for) -> RawScrub | N
         return None
     if position + 8 > len(data) or data[position:position + 2] == b"\x00\x00" or data[position + 4:position + 6] not in _VR_NAMES:
         return None
-    scanned = _scan(data, position)
+    scanned = _scan_in_c(data, position, _VR_INFO) if _scan_in_c is not None else _scan(data, position)
     if scanned is None:
         return None
     elements, stop = scanned
