@@ -247,26 +247,30 @@ def test_a_long_element_header_cut_by_the_end_of_the_file_goes_to_pydicom(tmp_pa
     assert _compare([cut], "pre-irb", tmp_path) == []
 
 
+def _outcomes_and_files(files: list[Path], out: Path) -> list[tuple[dict, bytes | None]]:
+    """Each file scrubbed with the pre-IRB profile: its outcome (no timing, no location) and the bytes written."""
+    settings = _settings("pre-irb", out)
+    compiled = compile_settings(settings)
+    rows = []
+    for path in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outcome = asdict(scrub_instance(ScrubJob(str(path), subject=""), settings, compiled))
+        outcome.pop("seconds")
+        written = outcome.pop("output")
+        rows.append((outcome, written and Path(written).read_bytes()))
+    return rows
+
+
 def test_mapped_inputs_scrub_as_read_ones(demo_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Large inputs are mapped rather than read (instance.MAP_FROM_BYTES): with every file mapped,
     every outcome and every written byte are those of files read whole."""
-    results = {}
-    for name, map_from in (("mapped", 1), ("read", 1 << 40)):
-        monkeypatch.setattr(instance, "MAP_FROM_BYTES", map_from)
-        settings = _settings("pre-irb", tmp_path / name)
-        compiled = compile_settings(settings)
-        rows = []
-        for path in PYDICOM_FILES + demo_files:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                outcome = asdict(scrub_instance(ScrubJob(str(path), subject=""), settings, compiled))
-            outcome.pop("seconds")
-            written = outcome.pop("output")
-            rows.append((outcome, written and Path(written).read_bytes()))
-        results[name] = rows
-    assert results["mapped"] == results["read"]
-    assert sum(1 for outcome, _ in results["read"] if outcome["outcome"] == "deidentified") >= 100
-
+    monkeypatch.setattr(instance, "MAP_FROM_BYTES", 1)
+    mapped = _outcomes_and_files(PYDICOM_FILES + demo_files, tmp_path / "mapped")
+    monkeypatch.setattr(instance, "MAP_FROM_BYTES", 1 << 40)
+    read = _outcomes_and_files(PYDICOM_FILES + demo_files, tmp_path / "read")
+    assert mapped == read
+    assert sum(1 for outcome, _ in read if outcome["outcome"] == "deidentified") >= 100
 
 
 def _scan_both_ways(data: bytes) -> tuple:
@@ -302,19 +306,6 @@ def test_the_scan_in_c_finds_what_the_python_scan_finds(demo_files: list[Path]) 
 def test_the_raw_path_writes_the_same_files_without_the_scan_accelerator(
     demo_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outputs = []
-    for name in ("c", "python"):
-        if name == "python":
-            monkeypatch.setattr(raw, "_scan_in_c", None)
-        settings = _settings("pre-irb", tmp_path / name)
-        compiled = compile_settings(settings)
-        rows = []
-        for path in demo_files:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                outcome = asdict(scrub_instance(ScrubJob(str(path), subject=""), settings, compiled))
-            outcome.pop("seconds")
-            written = outcome.pop("output")
-            rows.append((outcome, written and Path(written).read_bytes()))
-        outputs.append(rows)
-    assert outputs[0] == outputs[1]
+    in_c = _outcomes_and_files(demo_files, tmp_path / "c")
+    monkeypatch.setattr(raw, "_scan_in_c", None)
+    assert _outcomes_and_files(demo_files, tmp_path / "python") == in_c
