@@ -16,6 +16,8 @@ import base64
 import json
 import re
 import warnings
+
+import orjson
 from struct import error as struct_error
 from struct import calcsize, unpack_from
 from typing import Any, BinaryIO
@@ -74,7 +76,17 @@ def header_json(fp: BinaryIO) -> str | None:
                 as_dict = dataset_json(read_header_dataset(fp))
     except Exception:  # noqa: BLE001 - a header that will not serialise keeps its row, without JSON
         return None
-    return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False, check_circular=False)  # a fresh tree
+    return json_text(as_dict)
+
+
+def json_text(as_dict: dict[str, Any]) -> str:
+    """Compact JSON text, by orjson (about 5x json.dumps on headers); json.dumps for what orjson
+    refuses (integers past 64 bits, which an IS value can hold, and strings that are not UTF-8).
+    orjson writes NaN and infinity as null, which JSON can hold; json.dumps writes NaN."""
+    try:
+        return orjson.dumps(as_dict).decode()
+    except (TypeError, ValueError):
+        return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False, check_circular=False)
 
 
 def _header_bytes(fp: BinaryIO) -> bytes:
