@@ -146,7 +146,7 @@ def _contents(source: BinaryIO) -> bytes | mmap.mmap:
     return mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _scrub_open(source: int, data: bytes, job: ScrubJob, settings: ScrubSettings, compiled: _Compiled,
+def _scrub_open(source: int, data: bytes | mmap.mmap, job: ScrubJob, settings: ScrubSettings, compiled: _Compiled,
                 outcome: Outcome, reference: bool) -> None:
     outcome.bytes_in = len(data)
     if not looks_like_dicom(data[:132]):
@@ -193,7 +193,7 @@ def _scrub_open(source: int, data: bytes, job: ScrubJob, settings: ScrubSettings
     if pixel_tail is not None and str(ds.file_meta.TransferSyntaxUID) != transfer_syntax:
         raise RuntimeError("the transfer syntax changed during the scrub; the source pixel bytes no longer fit")
     encoded = (None if reference else encode_file_fast(ds)) or encode_file(ds)
-    parts = (encoded,) if pixel_tail is None else (encoded, SourceBytes(source, pixel_offset, pixel_tail))
+    parts = _output_parts(encoded, source, pixel_offset, pixel_tail)
     outcome.output = compiled.sink.write(name, *parts)
     outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = str(ds.file_meta.TransferSyntaxUID)
@@ -212,6 +212,11 @@ def _context(settings: ScrubSettings, compiled: _Compiled, job: ScrubJob, subjec
     )
 
 
+def _output_parts(encoded: bytes, source: int, pixel_offset: int, pixel_tail: memoryview | None) -> tuple:
+    """The written header, then the source's untouched pixel data (copied from the source file)."""
+    return (encoded,) if pixel_tail is None else (encoded, SourceBytes(source, pixel_offset, pixel_tail))
+
+
 def _finish_raw(raw: RawScrub, source: int, compiled: _Compiled, outcome: Outcome) -> None:
     """The outcome of a file scrubbed on the raw path, written when not filtered."""
     outcome.transfer_syntax_in = raw.transfer_syntax
@@ -219,8 +224,7 @@ def _finish_raw(raw: RawScrub, source: int, compiled: _Compiled, outcome: Outcom
     if raw.filtered is not None:
         outcome.outcome, outcome.rule = FILTERED, raw.filtered
         return
-    tail = raw.pixel_tail
-    parts = (raw.encoded,) if tail is None else (raw.encoded, SourceBytes(source, raw.pixel_offset, tail))
+    parts = _output_parts(raw.encoded, source, raw.pixel_offset, raw.pixel_tail)
     outcome.output = compiled.sink.write(raw.name, *parts)
     outcome.bytes_out = sum(len(p) for p in parts)
     outcome.transfer_syntax_out = raw.transfer_syntax
