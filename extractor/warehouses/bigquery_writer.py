@@ -460,8 +460,8 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
             root_rows, skipped_rows = prune_rows(roots, unreadable, "/")
             roots_table, _ = self._load("roots", PRUNE_ROOT_COLUMNS, [root_rows])
             skipped, _ = self._load("skipped", PRUNE_SKIPPED_COLUMNS, [skipped_rows])
-            found = " UNION ALL ".join(f"SELECT location FROM {self._table(name)}" for name in self._found)
-            found = f"({found or _empty_relation(LOCATION_COLUMNS)[1:-1]})"
+            union = " UNION ALL ".join(f"SELECT location FROM {self._table(name)}" for name in self._found)
+            found = f"({union})" if union else _empty_relation(LOCATION_COLUMNS)
             missing = [
                 missing_locations_sql(self._table(t), roots_table, skipped, found)
                 for t in ("raw_dicom_instance", "raw_harvest_error")
