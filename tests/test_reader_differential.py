@@ -165,3 +165,16 @@ def test_truncation_oracle_agrees_with_the_corpus_labels(bad) -> None:  # noqa: 
 def test_truncation_oracle_on_the_bundled_files() -> None:
     truncated = {str(p.relative_to(TEST_FILES)) for p in BUNDLED if truncation_reason(p.read_bytes())}
     assert truncated == {"MR_truncated.dcm", "rtplan_truncated.dcm"}
+
+
+def test_plain_datetimes_parse_as_the_untidy_parser_reads_them() -> None:
+    """The fast path for well-formed DT text must give what the general clean-up gives."""
+    rng = random.Random(7)
+    texts = ["20240101", "2024010112", "202401011230", "20240101123059", "20240101123059.5", "20240230", "20241301120000"]
+    for _ in range(20_000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.choice([8, 9, 10, 11, 12, 13, 14, 15, 16])))
+        fraction = "." + "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 8))) if rng.random() < 0.4 else ""
+        texts.append(rng.choice(["2024", "1999", "0000"]) + rng.choice(["0101", "1231", "0229", "1301", "0000"]) + digits[8:] + fraction)
+    for text in texts:
+        assert reader.parse_dicom_datetime(text) == reader._parse_untidy_datetime(text), text
+    assert reader.parse_dicom_datetime("20240101123059.25") == reader.datetime(2024, 1, 1, 12, 30, 59, 250000)

@@ -62,7 +62,7 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     warnings.filterwarnings("ignore", module="pydicom")  # bad input is recorded as error rows, not warned about
     for ref in files:
         try:
-            with open(ref.location, "rb") as fp:
+            with open(ref.location, "rb", buffering=0) as fp:  # the walker reads large pieces itself
                 row = read_instance(fp, ref.file_size)
         except HarvestError as exc:
             errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))

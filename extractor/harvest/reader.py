@@ -15,6 +15,8 @@ Two readers give the same row:
 from __future__ import annotations
 
 import io
+import os
+import re
 import zlib
 from datetime import datetime
 from struct import Struct, unpack_from
@@ -54,7 +56,8 @@ MEDIA_SOP_CLASS_UID = 0x00020002
 UNDEFINED_LENGTH = 0xFFFFFFFF
 LONG_LENGTH_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 SHORT_LENGTH_VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
-CHUNK = 64 * 1024
+CHUNK = 64 * 1024  # bytes read when the walker steps outside the window
+FIRST_READ = 16 * 1024  # bytes read first: most headers end before; copying more costs more than a second read
 _TAG = Struct("<HH")
 _EXPLICIT_HEADER = Struct("<HH2sH")
 _IMPLICIT_HEADER = Struct("<HHI")
@@ -83,14 +86,20 @@ class _NeedsGeneralReader(Exception):
 
 
 class _Window:
-    """A sliding window over the file, refilled by seek + read when the walker steps outside."""
+    """A sliding window over the file, refilled by another read when the walker steps outside."""
 
     def __init__(self, fp: BinaryIO, size: int) -> None:
         self.fp = fp
+        self.fd = fp.fileno() if isinstance(fp, io.FileIO) else None  # a plain file: pread, no seek
         self.size = size
         self.base = 0
-        fp.seek(0)
-        self.data = fp.read(CHUNK)
+        self.data = self._read(0, FIRST_READ)
+
+    def _read(self, pos: int, n: int) -> bytes:
+        if self.fd is not None:
+            return os.pread(self.fd, n, pos)
+        self.fp.seek(pos)
+        return self.fp.read(n)
 
     def at(self, pos: int, n: int) -> int:
         """Make bytes [pos, pos + n) available; return their offset in `self.data`."""
@@ -101,8 +110,7 @@ class _Window:
             raise HarvestError(
                 "TruncatedHeader", f"an element at byte {pos} needs {n} bytes but the file ends at byte {self.size}"
             )
-        self.fp.seek(pos)
-        self.data = self.fp.read(max(n, CHUNK))
+        self.data = self._read(pos, max(n, CHUNK))
         self.base = pos
         if len(self.data) < n:
             raise HarvestError("TruncatedHeader", f"file shorter than its stated size at byte {pos}")
@@ -121,7 +129,7 @@ def read_instance(fp: BinaryIO, size: int) -> dict[str, Any]:
         try:
             row = _read_fast(fp, size)
         except _NeedsGeneralReader:
-            row = _read_general(fp, size)
+            row = _read_general(_buffered(fp), size)
     except HarvestError:
         raise
     except (EOFError, struct_error, zlib.error) as exc:
@@ -130,6 +138,11 @@ def read_instance(fp: BinaryIO, size: int) -> dict[str, Any]:
         raise HarvestError("MalformedDicom", f"{type(exc).__name__}: {exc}") from exc
     _check_row(row)
     return row
+
+
+def _buffered(fp: BinaryIO) -> BinaryIO:
+    """pydicom reads in many small pieces: an unbuffered file gets a buffer (the fast walker reads large ones)."""
+    return io.BufferedReader(fp) if isinstance(fp, io.RawIOBase) else fp
 
 
 def _check_row(row: dict[str, Any]) -> None:
@@ -573,10 +586,26 @@ def _join(date: str | None, time: str | None) -> str | None:
     return date + (time or "") if date else None
 
 
+_PLAIN_DATETIME = re.compile(r"(\d{4})(\d\d)(\d\d)(?:(\d\d)(?:(\d\d)(\d\d)?)?)?(?:\.(\d{1,6}))?", re.ASCII)
+
+
 def parse_dicom_datetime(text: str | None) -> datetime | None:
     """Parse a DICOM DT (or DA + TM) prefix 'YYYYMMDD[HH[MM[SS[.ffffff]]]]'; invalid gives None."""
     if not text:
         return None
+    plain = _PLAIN_DATETIME.fullmatch(text)  # the usual form: no clean-up needed
+    if plain is None:
+        return _parse_untidy_datetime(text)
+    year, month, day, hour, minute, second, fraction = plain.groups()
+    try:
+        micro = int((fraction + "00000")[:6]) if fraction else 0
+        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro)
+    except ValueError:
+        return None
+
+
+def _parse_untidy_datetime(text: str) -> datetime | None:
+    """Any DT text: the first of several values, colons and a UTC offset dropped, padding trimmed."""
     text = text.split("\\")[0].strip().replace(":", "")
     for sign in "+-":  # drop a UTC offset suffix
         if sign in text[8:]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pandas  # noqa: F401  (see below)
@@ -103,11 +104,14 @@ def arrow_schema(columns: list[Column]) -> pa.Schema:
 # pyarrow imports pandas (0.3 s) the first time it converts Python values, only to check whether
 # they are a DataFrame; the import above makes that part of start-up, not of the first batch.
 def to_arrow(rows: list[dict[str, Any]], columns: list[Column]) -> pa.Table:
-    """Rows as an Arrow table of exactly these columns (missing keys are NULL).
+    """Rows as an Arrow table of exactly these columns (missing keys are NULL, other keys ignored).
 
-    Built column by column: a third faster than `Table.from_pylist` on harvest rows.
+    Converted as one struct array, which reads the dicts in C: half the time of a list per column
+    on harvest rows, and a third of `Table.from_pylist`'s.
     """
-    return pa.Table.from_arrays(
-        [pa.array([row.get(name) for row in rows], ARROW_TYPES[kind]) for name, kind in columns],
-        schema=arrow_schema(columns),
-    )
+    return pa.Table.from_struct_array(pa.array(rows, type=_row_type(tuple(columns))))
+
+
+@functools.lru_cache(maxsize=None)
+def _row_type(columns: tuple[Column, ...]) -> pa.StructType:
+    return pa.struct(list(arrow_schema(list(columns))))
