@@ -30,6 +30,7 @@ from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, t
 
 CHUNK_FILES = 256  # files per task sent to a worker
 SLICE_FILES = 6_144  # files found, selected and written before their series are rebuilt (at least a batch)
+FIRST_SLICE_FILES = 2 * CHUNK_FILES  # a small first slice: reading starts before the walk has found a whole slice
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 HEADER_BYTES_PER_REBUILD = 8_000_000  # header JSON held before a series rebuild (archives of one-file series reach it)
@@ -129,7 +130,8 @@ def harvest(
         unreadable: list[str] = []
         with worker_pool(workers) as pool:
             loop = _Loop(warehouse, run, workers, pool, batch_size, bar, remember_found=prune)
-            loop.harvest(_slices(discover_files(roots, unreadable), slice_files or max(SLICE_FILES, batch_size)))
+            size = slice_files or max(SLICE_FILES, batch_size)
+            loop.harvest(_slices(discover_files(roots, unreadable), size, first_size=min(size, FIRST_SLICE_FILES)))
             if prune:
                 loop.remove_missing([str(root) for root in roots], unreadable)
         bar.close()
@@ -144,13 +146,15 @@ def harvest(
     return run
 
 
-def _slices(files: Iterable[FileRef], size: int) -> Iterator[list[FileRef]]:
+def _slices(files: Iterable[FileRef], size: int, first_size: int) -> Iterator[list[FileRef]]:
+    """Lists of `size` files, the first of `first_size`."""
     batch: list[FileRef] = []
+    limit = first_size
     for ref in files:
         batch.append(ref)
-        if len(batch) >= size:
+        if len(batch) >= limit:
             yield batch
-            batch = []
+            batch, limit = [], size
     if batch:
         yield batch
 

@@ -159,10 +159,13 @@ class DuckDBRawWarehouse:
             if self._replaces_rows is not False:
                 self._remove_replaced_rows(result)
             duplicates = self._duplicate_sop_instances(run_id)
-            written = con.execute(
-                "SELECT DISTINCT series_instance_uid FROM _instances WHERE location NOT IN (SELECT location FROM _duplicates)"
-            ).fetchall()
-            result.touched_series |= {row[0] for row in written}
+            if duplicates:
+                written = con.execute(
+                    "SELECT DISTINCT series_instance_uid FROM _instances WHERE location NOT IN (SELECT location FROM _duplicates)"
+                ).fetchall()
+                result.touched_series |= {row[0] for row in written}
+            else:
+                result.touched_series |= set(instances.column("series_instance_uid").unique().to_pylist())
             if errors.num_rows or duplicates:
                 con.execute(
                     "INSERT INTO raw_harvest_error BY NAME "

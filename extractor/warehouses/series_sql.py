@@ -84,23 +84,25 @@ def duplicate_sop_rows_sql(batch: str, instance: str, run_id_sql: str, replaced_
     """
     not_replaced = f"AND location NOT IN ({replaced_locations})" if replaced_locations else ""
     return f"""
-WITH batch AS (
-    SELECT location, file_size, file_mtime_ns, sop_instance_uid,
-           FIRST_VALUE(location) OVER (PARTITION BY sop_instance_uid ORDER BY location) AS first_location
+WITH repeated AS (  -- UIDs found twice in the batch (rare): a GROUP BY, cheaper than a window over every row
+    SELECT sop_instance_uid, MIN(location) AS first_location
     FROM {batch}
+    GROUP BY sop_instance_uid
+    HAVING COUNT(*) > 1
 ),
 earlier AS (
     SELECT sop_instance_uid, MIN(location) AS location
     FROM {instance}
-    WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM batch) {not_replaced}
+    WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM {batch}) {not_replaced}
     GROUP BY sop_instance_uid
 ),
 clash AS (
     SELECT b.location, b.file_size, b.file_mtime_ns, b.sop_instance_uid,
-           COALESCE(e.location, b.first_location) AS kept_location
-    FROM batch AS b
+           COALESCE(e.location, r.first_location) AS kept_location
+    FROM {batch} AS b
     LEFT JOIN earlier AS e ON e.sop_instance_uid = b.sop_instance_uid
-    WHERE e.location IS NOT NULL OR b.location <> b.first_location
+    LEFT JOIN repeated AS r ON r.sop_instance_uid = b.sop_instance_uid
+    WHERE e.location IS NOT NULL OR b.location <> r.first_location
 )
 SELECT location, file_size, file_mtime_ns,
        'DuplicateSOPInstanceUID' AS error_class,
