@@ -406,6 +406,27 @@ def test_a_harvest_that_outgrows_duckdbs_memory_cap_goes_on_with_more(
     assert "ran out of its harvest memory (1MB)" in caplog.text
 
 
+def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's cache is trimmed between slices, without changing what is written."""
+    root = _copy_sources(tmp_path / "archive")
+    results, cached = [], []
+    for kept in (duckdb_writer.CACHE_KEPT_BYTES, 0):
+        monkeypatch.setattr(duckdb_writer, "CACHE_KEPT_BYTES", kept)
+        warehouse = DuckDBRawWarehouse(tmp_path / f"kept-{kept}.duckdb")
+        harvest([str(root)], warehouse, workers=1, progress=False, slice_files=4, batch_size=2)
+        (memory,) = warehouse.con.execute("SELECT SUM(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+        cached.append(memory)
+        (limit,) = warehouse.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit.startswith("122"), limit  # the harvest's 128 MB (122 MiB) limit is back
+        results.append((_table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
+                        _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE)))
+        warehouse.close()
+    assert results[0] == results[1]
+    assert cached[1] < cached[0]
+
+
 def _prune_archive(tmp_path: Path) -> tuple[Path, DuckDBRawWarehouse]:
     root = _copy_sources(tmp_path / "archive")
     (root / "notes.txt").write_text("not a DICOM file")  # an error row

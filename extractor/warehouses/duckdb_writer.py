@@ -40,6 +40,8 @@ DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TI
 HARVEST_CONFIG = {"memory_limit": "128MB", "threads": 1}
 ROW_GROUP_SIZE = 2048
 DECLARED_KEYS = {"raw_harvest_run"}
+# Blocks cached between slices beyond this are dropped (see _drop_cached_blocks).
+CACHE_KEPT_BYTES = 32 * 1024 * 1024
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
 # the step that ran out is rolled back and run again with this much.
 FALLBACK_MEMORY_LIMIT = "2GB"
@@ -219,6 +221,25 @@ class DuckDBRawWarehouse:
             )
             con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
             con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
+        self._drop_cached_blocks()
+
+    def _drop_cached_blocks(self) -> None:
+        """Past `CACHE_KEPT_BYTES`, evict the table blocks DuckDB keeps cached after a slice.
+
+        DuckDB keeps the blocks it has read or written up to its memory limit, so its memory would
+        grow with the archive up to that limit; a moment's lower limit drops them, and the next
+        slice reads what it needs again from the page cache (which costs time, hence the threshold).
+        """
+        (cached,) = self.con.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()
+        if cached <= CACHE_KEPT_BYTES:
+            return
+        (limit,) = self.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        try:
+            self.con.execute("SET memory_limit = '1MB'")
+        except duckdb.OutOfMemoryException:
+            pass  # something is still pinned: the cache stays as it is this time
+        finally:
+            self.con.execute(f"SET memory_limit = '{limit}'")
 
     @_retried_with_more_memory
     def series_counts(self, run_id: str) -> tuple[int, int]:
