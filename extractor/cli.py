@@ -57,7 +57,7 @@ def _load(config_path: Path | None):
 @app.command()
 def harvest(
     sources: Annotated[list[str], typer.Argument(help="Folders or files to harvest (searched recursively; any file name).")],
-    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Parallel reader processes (default: one per CPU core).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Processes reading headers, this one included (default: one per CPU core).")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="After a complete walk, remove the rows of files under the sources that were not found (deleted or moved) and rebuild their series. Folders that cannot be listed are left alone.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -152,7 +152,7 @@ def scrub(
     profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Profile name (pre-irb, post-irb-limited, strict-allowlist) or TOML file. Default: [scrub] profile, else pre-irb.")] = None,
     pixel_script: Annotated[Optional[list[Path]], typer.Option("--pixel-script", help="CTP DicomPixelAnonymizer script(s); first matching rule wins. Default: [scrub] pixel_scripts, else the demo devices' rules.")] = None,
     allow_script: Annotated[Optional[list[Path]], typer.Option("--allow-script", help="CTP DicomFilter script(s) that may allow back secondary captures, burned-in YES and DERIVED images.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Parallel processes (default: one per core).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Processes scrubbing files, this one included (default: one per CPU core).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """De-identify DICOM files: filter risky instances, blank burned-in text, scrub metadata.
