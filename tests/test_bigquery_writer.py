@@ -55,7 +55,7 @@ PICKED = [
 BATCH_SIZE = 6  # with CHUNK_FILES = 4 below: several write_batch calls per run
 
 # Every column is compared except those that name the run or the moment it ran.
-VOLATILE = {"run_id", "harvested_at", "recorded_at", "updated_at", "first_run_id", "last_run_id"}
+VOLATILE = {"run_id", "harvested_at", "recorded_at", "updated_at", "first_run_id", "last_run_id", "write_seq", "first_write_seq"}
 COMPARED = {
     table: [name for name, _ in RAW_TABLES[table] if name not in VOLATILE]
     for table in ("raw_dicom_instance", "raw_dicom_series", "raw_harvest_error")

@@ -78,7 +78,7 @@ def snapshot(archive: Archive) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-VOLATILE = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at"}  # differ from run to run
+VOLATILE = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at", "write_seq", "first_write_seq"}  # differ from run to run (batch numbers with the batching)
 
 
 def _copy_sources(root: Path) -> Path:
@@ -285,6 +285,79 @@ def test_slices_of_three_files_build_the_same_tables_as_one_slice(tmp_path: Path
     counts, _, series = results[3]
     assert counts == (21, 21, 7, 0)
     assert all(row["representative_header_json"] for row in series)
+
+
+def test_series_rebuilds_after_the_first_scan_only_the_batches_their_rows_can_be_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each series row knows the lowest batch number of its instance rows; later rebuilds start there."""
+    root = _copy_sources(tmp_path / "archive")
+    bounds: list[int | None] = []
+    build_sql = duckdb_writer.new_series_rows_sql
+
+    def spy(*args: Any) -> str:
+        bounds.append(args[5])
+        return build_sql(*args)
+
+    monkeypatch.setattr(duckdb_writer, "new_series_rows_sql", spy)
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False, slice_files=3, batch_size=2)
+    assert bounds[0] is None  # the run's first rebuild scans everything (see the next test)
+    assert len(bounds) > 3 and all(bound is not None for bound in bounds[1:])
+    assert bounds[1:] == sorted(bounds[1:]) and bounds[-1] > bounds[1]
+    mismatched = warehouse.con.execute(
+        "SELECT s.series_instance_uid FROM raw_dicom_series AS s JOIN raw_dicom_instance AS i USING (series_instance_uid) "
+        "GROUP BY s.series_instance_uid, s.first_write_seq HAVING s.first_write_seq IS DISTINCT FROM MIN(i.write_seq)"
+    ).fetchall()
+    assert mismatched == []
+    warehouse.close()
+
+
+def test_instance_rows_a_stopped_run_left_without_series_rows_get_them_on_the_next_run(tmp_path: Path) -> None:
+    """A run stopped between a write and its series rebuild: the next run's first rebuild builds them."""
+    root = _copy_sources(tmp_path / "archive")
+    stopped = DuckDBRawWarehouse(tmp_path / "stopped.duckdb")
+    stopped.ensure_tables()
+    files = sorted(stopped.select_changed(list(pipeline.discover_files([root]))))
+    written = pipeline.harvest_chunk(files, "stopped-run")
+    stopped.write_batch("stopped-run", written.instances, written.errors)  # and then the process ended
+    assert stopped.con.execute("SELECT COUNT(*) FROM raw_dicom_series").fetchone() == (0,)
+    stopped.close()
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy(TEST_FILES / "CT_small.dcm", extra)  # a new file, of a series of its own
+    stopped = DuckDBRawWarehouse(tmp_path / "stopped.duckdb")
+    harvest([str(root), str(extra)], stopped, workers=1, progress=False)
+    clean = DuckDBRawWarehouse(tmp_path / "clean.duckdb")
+    harvest([str(root), str(extra)], clean, workers=1, progress=False)
+    skip = VOLATILE | {"representative_header_json"}  # the stopped run's headers are read afterwards
+    assert _table_rows(stopped, "raw_dicom_series", "series_instance_uid", skip) == _table_rows(
+        clean, "raw_dicom_series", "series_instance_uid", skip
+    )
+    stopped.close()
+    clean.close()
+
+
+def test_rows_from_before_batches_were_numbered_make_rebuilds_scan_everything(tmp_path: Path) -> None:
+    """A warehouse written before write_seq existed: its rows are NULL there, and a series that gains
+    a file is still counted whole."""
+    root = _copy_sources(tmp_path / "archive")
+    old_first = sorted(p for p in (root / "dicomdirtests_98892003_MR700").rglob("*") if p.is_file())[0]
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    warehouse.con.execute("UPDATE raw_dicom_instance SET write_seq = NULL")
+    warehouse.con.execute("UPDATE raw_dicom_series SET first_write_seq = NULL")
+    warehouse.close()
+    rewrite(old_first, target=old_first.with_name("ADDED"), SOPInstanceUID="1.2.826.0.1.3680043.8.498.77")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False, slice_files=3, batch_size=2)
+    clean = DuckDBRawWarehouse(tmp_path / "clean.duckdb")
+    harvest([str(root)], clean, workers=1, progress=False)
+    assert _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE) == _table_rows(
+        clean, "raw_dicom_series", "series_instance_uid", VOLATILE
+    )
+    warehouse.close()
+    clean.close()
 
 
 def test_a_changed_file_in_an_early_slice_is_replaced_while_later_slices_are_new(tmp_path: Path) -> None:

@@ -130,6 +130,7 @@ def harvest(
         unreadable: list[str] = []
         with worker_pool(workers) as pool:
             loop = _Loop(warehouse, run, workers, pool, batch_size, bar, remember_found=prune)
+            loop.touched_series |= warehouse.unbuilt_series()  # left by a run that stopped before its rebuild
             size = slice_files or max(SLICE_FILES, batch_size)
             loop.harvest(_slices(discover_files(roots, unreadable), size, first_size=min(size, FIRST_SLICE_FILES)))
             if prune:

@@ -72,6 +72,10 @@ class RawWarehouse(Protocol):
         without instances loses its row). `headers` (location -> DICOM JSON) are headers the run
         read: a series whose representative is among them takes its header from there."""
 
+    def unbuilt_series(self) -> set[str]:
+        """Series that have instance rows but no series row (a run stopped between a write and its
+        series rebuild): the next run rebuilds them."""
+
     def series_counts(self, run_id: str) -> tuple[int, int]:
         """(added, updated): the series rows this run created, and those it rebuilt."""
 

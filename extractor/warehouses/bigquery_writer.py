@@ -41,6 +41,7 @@ from extractor.warehouses.series_sql import (
     new_series_rows_sql,
     prune_rows,
     series_counts_sql,
+    unbuilt_series_sql,
 )
 
 LOAD_FORMATS = ("PARQUET", "CSV")
@@ -402,6 +403,10 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             )
         finally:
             self._drop_stages(self._staged - staged_before)
+
+    def unbuilt_series(self) -> set[str]:
+        instance, series = self._table("raw_dicom_instance"), self._table("raw_dicom_series")
+        return {row[0] for row in self._query(unbuilt_series_sql(instance, series))}
 
     def series_counts(self, run_id: str) -> tuple[int, int]:
         row = next(iter(self._query(series_counts_sql(self._table("raw_dicom_series"), _literal(run_id)))))

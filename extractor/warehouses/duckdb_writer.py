@@ -23,6 +23,7 @@ from extractor.warehouses.series_sql import (
     new_series_rows_sql,
     prune_rows,
     series_counts_sql,
+    unbuilt_series_sql,
 )
 
 DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMP"}
@@ -104,6 +105,9 @@ class DuckDBRawWarehouse:
         self.con = connect_raw(path)
         self._replaces_rows: bool | None = None  # unknown until select_changed: look for rows to replace
         self._found_run: str | None = None  # the run whose found locations are in the _found table
+        self._write_seq: int | None = None  # the last batch number written (write_seq), read on first use
+        self._unrebuilt_since: int | None = None  # the first batch written since the last series rebuild
+        self._rebuilt = False  # whether this writer has rebuilt series (its first rebuild scans everything)
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -174,10 +178,23 @@ class DuckDBRawWarehouse:
                     "SELECT * FROM _errors UNION ALL BY NAME SELECT * FROM _duplicates"
                 )
             not_duplicate = " WHERE location NOT IN (SELECT location FROM _duplicates)" if duplicates else ""
-            con.execute("INSERT INTO raw_dicom_instance BY NAME SELECT * FROM _instances" + not_duplicate)
+            con.execute(
+                "INSERT INTO raw_dicom_instance BY NAME SELECT * REPLACE ($seq::BIGINT AS write_seq) FROM _instances"
+                + not_duplicate,
+                {"seq": self._next_write_seq()},
+            )
         result.errors = errors.num_rows + duplicates
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return result
+
+    def _next_write_seq(self) -> int:
+        """Number this batch: one more than any instance row has (see new_series_rows_sql)."""
+        if self._write_seq is None:
+            (self._write_seq,) = self.con.execute("SELECT COALESCE(MAX(write_seq), 0) FROM raw_dicom_instance").fetchone()
+        self._write_seq += 1
+        if self._unrebuilt_since is None:
+            self._unrebuilt_since = self._write_seq
+        return self._write_seq
 
     def _remove_replaced_rows(self, result: BatchResult) -> None:
         """Delete the rows of files this batch harvests again, noting their series as stale."""
@@ -214,14 +231,35 @@ class DuckDBRawWarehouse:
                 "CREATE OR REPLACE TEMP TABLE _touched AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
                 [sorted(touched_series)],
             )
+            since = self._rebuild_bound()
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _new_series AS "
-                + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "_headers_read", "$run_id"),
+                + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "_headers_read", "$run_id", since),
                 {"run_id": run_id},
             )
             con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
             con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
+        self._unrebuilt_since, self._rebuilt = None, True
         self._drop_cached_blocks()
+
+    def _rebuild_bound(self) -> int | None:
+        """The lowest write_seq an instance row of a touched series can have; None: scan them all.
+
+        Rows written since the last rebuild have at least `_unrebuilt_since`; older rows of a
+        series that has a series row have at least its `first_write_seq` (rows are only removed
+        since). The first rebuild of a writer scans everything: it also rebuilds the series a
+        stopped run left without a series row (`unbuilt_series`), whose rows are older.
+        """
+        if not self._rebuilt:
+            return None
+        unknown, lowest = self.con.execute(
+            "SELECT COUNT(*) - COUNT(first_write_seq), MIN(first_write_seq) FROM raw_dicom_series "
+            "WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)"
+        ).fetchone()
+        if unknown:  # rows written before the writers numbered their batches
+            return None
+        bounds = [bound for bound in (lowest, self._unrebuilt_since) if bound is not None]
+        return min(bounds) if bounds else None
 
     def _drop_cached_blocks(self) -> None:
         """Past `CACHE_KEPT_BYTES`, evict the table blocks DuckDB keeps cached after a slice.
@@ -240,6 +278,10 @@ class DuckDBRawWarehouse:
             pass  # something is still pinned: the cache stays as it is this time
         finally:
             self.con.execute(f"SET memory_limit = '{limit}'")
+
+    @_retried_with_more_memory
+    def unbuilt_series(self) -> set[str]:
+        return {row[0] for row in self.con.execute(unbuilt_series_sql("raw_dicom_instance", "raw_dicom_series")).fetchall()}
 
     @_retried_with_more_memory
     def series_counts(self, run_id: str) -> tuple[int, int]:

@@ -31,6 +31,7 @@ RAW_DICOM_INSTANCE: list[Column] = [
     ("run_id", "STRING"),
     ("harvested_at", "TIMESTAMP"),
     *_attribute_columns(series_only=False),
+    ("write_seq", "INT64"),  # the writer's batch number (DuckDB; NULL elsewhere): see series_sql
 ]
 
 RAW_DICOM_SERIES: list[Column] = [
@@ -47,6 +48,7 @@ RAW_DICOM_SERIES: list[Column] = [
     ("first_run_id", "STRING"),
     ("last_run_id", "STRING"),
     ("updated_at", "TIMESTAMP"),
+    ("first_write_seq", "INT64"),  # lowest write_seq of its instance rows; NULL when one has none
 ]
 
 RAW_HARVEST_ERROR: list[Column] = [
@@ -82,7 +84,11 @@ RAW_TABLES: dict[str, list[Column]] = {
     "raw_harvest_run": RAW_HARVEST_RUN,
 }
 # Columns added after a table was first released: writers add them to tables that lack them.
-ADDED_COLUMNS: dict[str, list[Column]] = {"raw_harvest_run": [("files_removed", "INT64")]}
+ADDED_COLUMNS: dict[str, list[Column]] = {
+    "raw_harvest_run": [("files_removed", "INT64")],
+    "raw_dicom_instance": [("write_seq", "INT64")],
+    "raw_dicom_series": [("first_write_seq", "INT64")],
+}
 # Representative headers read during the run, handed to the series rebuild (location -> DICOM JSON)
 HEADERS_READ: list[Column] = [("location", "STRING"), ("header_json", "STRING")]
 PRIMARY_KEYS = {

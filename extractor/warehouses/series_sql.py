@@ -10,13 +10,24 @@ from extractor.harvest.attributes import PATIENT_CONSISTENCY_COLUMNS
 from extractor.warehouses.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUMNS
 
 
-def new_series_rows_sql(instance: str, series: str, touched: str, headers: str, run_id_param: str) -> str:
+def new_series_rows_sql(
+    instance: str, series: str, touched: str, headers: str, run_id_param: str, since_write_seq: int | None = None
+) -> str:
     """SELECT of the rebuilt series rows for the series listed in the `touched` subquery/table.
 
     The representative instance is the one with the lowest location. Its header JSON comes from
     `headers` (location, header_json: the headers this run read), else from the old row while the
     representative stays; the harvest reads the few left without one afterwards.
+
+    `since_write_seq`, when the writer knows that every instance row of the touched series has a
+    `write_seq` at least that high, limits both scans of the instance table to those rows: the
+    writer numbers its batches, so DuckDB skips the older row groups by their min/max statistics,
+    and a rebuild costs the size of the slice instead of the size of the archive. (Text columns
+    cannot do this: DuckDB keeps 8 bytes of their min/max, and locations and UIDs share longer
+    prefixes.) `first_write_seq` is what the next rebuild takes that bound from.
     """
+    newer = f" AND i.write_seq >= {int(since_write_seq)}" if since_write_seq is not None else ""
+    newer_representative = newer.replace("i.write_seq", "r.write_seq")
     # MIN <> MAX: two different non-NULL values, as COUNT(DISTINCT) > 1 says, without a hash table per column
     conflicts = ", ".join(
         f"CASE WHEN MIN(i.{c}) <> MAX(i.{c}) THEN '{c},' ELSE '' END" for c in PATIENT_CONSISTENCY_COLUMNS
@@ -33,9 +44,10 @@ WITH stats AS (
         SUM(i.file_size) AS total_bytes,
         MIN(i.acquisition_datetime) AS first_acquisition_datetime,
         MAX(i.acquisition_datetime) AS last_acquisition_datetime,
-        NULLIF(RTRIM(CONCAT({conflicts}), ','), '') AS conflicting_attributes
+        NULLIF(RTRIM(CONCAT({conflicts}), ','), '') AS conflicting_attributes,
+        CASE WHEN COUNT(i.write_seq) = COUNT(*) THEN MIN(i.write_seq) END AS first_write_seq
     FROM {instance} AS i
-    WHERE i.series_instance_uid IN (SELECT series_instance_uid FROM {touched})
+    WHERE i.series_instance_uid IN (SELECT series_instance_uid FROM {touched}){newer}
     GROUP BY i.series_instance_uid
 )
 SELECT {", ".join(columns)} FROM (
@@ -54,15 +66,24 @@ SELECT {", ".join(columns)} FROM (
                                      THEN old.representative_header_json END) AS representative_header_json,
         COALESCE(old.first_run_id, {run_id_param}) AS first_run_id,
         {run_id_param} AS last_run_id,
-        CURRENT_TIMESTAMP AS updated_at
+        CURRENT_TIMESTAMP AS updated_at,
+        s.first_write_seq
     FROM stats AS s
-    JOIN {instance} AS r ON r.location = s.representative_location
+    JOIN {instance} AS r ON r.location = s.representative_location{newer_representative}
     -- only the touched series' old rows: the whole table's headers would make memory grow with the archive
     LEFT JOIN (SELECT series_instance_uid, representative_location, representative_header_json, first_run_id
                FROM {series} WHERE series_instance_uid IN (SELECT series_instance_uid FROM {touched})) AS old
         ON old.series_instance_uid = s.series_instance_uid
     LEFT JOIN {headers} AS h ON h.location = s.representative_location
 )
+"""
+
+
+def unbuilt_series_sql(instance: str, series: str) -> str:
+    """Series UIDs with instance rows and no series row."""
+    return f"""
+SELECT DISTINCT series_instance_uid FROM {instance}
+WHERE series_instance_uid NOT IN (SELECT series_instance_uid FROM {series})
 """
 
 
