@@ -318,7 +318,7 @@ def test_instance_rows_a_stopped_run_left_without_series_rows_get_them_on_the_ne
     root = _copy_sources(tmp_path / "archive")
     stopped = DuckDBRawWarehouse(tmp_path / "stopped.duckdb")
     stopped.ensure_tables()
-    files = sorted(stopped.select_changed(list(pipeline.discover_files([root]))))
+    files = sorted(stopped.select_changed("stopped-run", list(pipeline.discover_files([root]))))
     written = pipeline.harvest_chunk(files, "stopped-run")
     stopped.write_batch("stopped-run", written.instances, written.errors)  # and then the process ended
     assert stopped.con.execute("SELECT COUNT(*) FROM raw_dicom_series").fetchone() == (0,)

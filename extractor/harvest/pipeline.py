@@ -202,7 +202,7 @@ class _Loop:
         for number, files in enumerate(slices):
             if self.remember_found:
                 self.warehouse.remember_found(self.run.run_id, files)
-            changed = self.warehouse.select_changed(files)
+            changed = self.warehouse.select_changed(self.run.run_id, files)
             self.run.files_seen += len(files)
             self.run.files_unchanged += len(files) - len(changed)
             self.selected.append(len(changed))

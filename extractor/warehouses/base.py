@@ -61,8 +61,9 @@ class RawWarehouse(Protocol):
     def ensure_tables(self) -> None:
         """Create the raw tables when missing (idempotent)."""
 
-    def select_changed(self, files: list[FileRef]) -> list[FileRef]:
-        """The files (of one slice) that are new or changed since they were harvested, in location order."""
+    def select_changed(self, run_id: str, files: list[FileRef]) -> list[FileRef]:
+        """The files (of one slice) that are new or changed since an earlier run harvested them, in
+        location order (a run finds each location once)."""
 
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error."""

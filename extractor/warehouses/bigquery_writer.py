@@ -290,7 +290,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
 
     # --- incremental selection ------------------------------------------------------------
 
-    def select_changed(self, files: list[FileRef]) -> list[FileRef]:
+    def select_changed(self, run_id: str, files: list[FileRef]) -> list[FileRef]:
         staged_before = set(self._staged)
         candidates, _ = self._load("candidates", CANDIDATE_COLUMNS, _candidate_blocks(files))
         pending = self._create_stage_as(

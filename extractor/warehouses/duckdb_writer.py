@@ -106,6 +106,8 @@ class DuckDBRawWarehouse:
         self._replaces_rows: bool | None = None  # unknown until select_changed: look for rows to replace
         self._found_run: str | None = None  # the run whose found locations are in the _found table
         self._write_seq: int | None = None  # the last batch number written (write_seq), read on first use
+        self._seq_run: str | None = None  # the run `_seq_before_run` belongs to
+        self._seq_before_run = 0  # the last batch number written before that run
         self._unrebuilt_since: int | None = None  # the first batch written since the last series rebuild
         self._rebuilt = False  # whether this writer has rebuilt series (its first rebuild scans everything)
 
@@ -124,9 +126,10 @@ class DuckDBRawWarehouse:
     # --- incremental selection ------------------------------------------------------------
 
     @_retried_with_more_memory
-    def select_changed(self, files: list[FileRef]) -> list[FileRef]:
+    def select_changed(self, run_id: str, files: list[FileRef]) -> list[FileRef]:
         if not files:
             return []
+        before_run = self._seq_before(run_id)
         candidates = pa.table(
             {
                 "location": [f.location for f in files],
@@ -139,15 +142,19 @@ class DuckDBRawWarehouse:
             # The rows already held for these locations, and whether each is the same file. Inner
             # joins, so DuckDB builds its hash table on the candidates and streams the raw tables
             # past it: memory follows the slice, not the archive. Only known locations come back
-            # (none on a first harvest), so Python keeps the rest.
+            # (none on a first harvest), so Python keeps the rest. A run finds each location once,
+            # so only instance rows of earlier runs can match: their batch numbers let DuckDB skip
+            # the row groups this run wrote (a first harvest then scans nothing).
             known = self.con.execute(
                 """
                 SELECT k.location, k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns AS same
                 FROM raw_dicom_instance AS k JOIN _candidates AS c ON k.location = c.location
+                WHERE k.write_seq <= $before_run OR k.write_seq IS NULL
                 UNION ALL
                 SELECT k.location, k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns
                 FROM raw_harvest_error AS k JOIN _candidates AS c ON k.location = c.location
-                """
+                """,
+                {"before_run": before_run},
             ).fetchall()
         finally:
             self.con.unregister("_candidates")
@@ -187,11 +194,23 @@ class DuckDBRawWarehouse:
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return result
 
+    def _seq_before(self, run_id: str) -> int:
+        """The highest batch number written before this run (0 for none)."""
+        if self._seq_run != run_id:
+            self._seq_run = run_id
+            self._write_seq = None  # read again: another writer may have written since
+            self._seq_before_run = self._last_write_seq()
+        return self._seq_before_run
+
+    def _last_write_seq(self) -> int:
+        if self._write_seq is None:
+            # fetchall, not fetchone: an unfinished result would keep the next register() from running
+            ((self._write_seq,),) = self.con.execute("SELECT COALESCE(MAX(write_seq), 0) FROM raw_dicom_instance").fetchall()
+        return self._write_seq
+
     def _next_write_seq(self) -> int:
         """Number this batch: one more than any instance row has (see new_series_rows_sql)."""
-        if self._write_seq is None:
-            (self._write_seq,) = self.con.execute("SELECT COALESCE(MAX(write_seq), 0) FROM raw_dicom_instance").fetchone()
-        self._write_seq += 1
+        self._write_seq = self._last_write_seq() + 1
         if self._unrebuilt_since is None:
             self._unrebuilt_since = self._write_seq
         return self._write_seq
@@ -252,10 +271,10 @@ class DuckDBRawWarehouse:
         """
         if not self._rebuilt:
             return None
-        unknown, lowest = self.con.execute(
+        ((unknown, lowest),) = self.con.execute(
             "SELECT COUNT(*) - COUNT(first_write_seq), MIN(first_write_seq) FROM raw_dicom_series "
             "WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)"
-        ).fetchone()
+        ).fetchall()
         if unknown:  # rows written before the writers numbered their batches
             return None
         bounds = [bound for bound in (lowest, self._unrebuilt_since) if bound is not None]
@@ -268,10 +287,10 @@ class DuckDBRawWarehouse:
         grow with the archive up to that limit; a moment's lower limit drops them, and the next
         slice reads what it needs again from the page cache (which costs time, hence the threshold).
         """
-        (cached,) = self.con.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()
+        ((cached,),) = self.con.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()").fetchall()
         if cached <= CACHE_KEPT_BYTES:
             return
-        (limit,) = self.con.execute("SELECT current_setting('memory_limit')").fetchone()
+        ((limit,),) = self.con.execute("SELECT current_setting('memory_limit')").fetchall()
         try:
             self.con.execute("SET memory_limit = '1MB'")
         except duckdb.OutOfMemoryException:
