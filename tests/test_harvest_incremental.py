@@ -464,6 +464,7 @@ def test_a_harvest_that_outgrows_duckdbs_memory_cap_goes_on_with_more(
     """No input aborts the run: a step that runs out of the cap is rolled back and run again."""
     root = _copy_sources(tmp_path / "archive")
     results = []
+    monkeypatch.setattr(duckdb_writer, "FALLBACK_MEMORY_LIMITS", ("2MB", "2GB"))
     for limit in (duckdb_writer.HARVEST_CONFIG["memory_limit"], "1MB"):
         monkeypatch.setitem(duckdb_writer.HARVEST_CONFIG, "memory_limit", limit)
         warehouse = DuckDBRawWarehouse(tmp_path / f"limit-{limit}.duckdb")
@@ -475,8 +476,9 @@ def test_a_harvest_that_outgrows_duckdbs_memory_cap_goes_on_with_more(
         warehouse.close()
     assert results[0] == results[1]
     assert results[1][0] == ("completed", 21, 7)
-    assert "GiB" in setting  # the 1 MB cap was raised to the fallback
+    assert "GiB" in setting  # the 1 MB cap was raised to the fallbacks, one after the other
     assert "ran out of its harvest memory (1MB)" in caplog.text
+    assert "ran out of its harvest memory (2MB)" in caplog.text
 
 
 def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
@@ -485,6 +487,9 @@ def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
     """DuckDB's cache is trimmed between slices, without changing what is written."""
     root = _copy_sources(tmp_path / "archive")
     results, cached = [], []
+    fresh = duckdb_writer.connect_raw(tmp_path / "fresh.duckdb")
+    ((harvest_limit,),) = fresh.execute("SELECT current_setting('memory_limit')").fetchall()
+    fresh.close()
     for kept in (duckdb_writer.CACHE_KEPT_BYTES, 0):
         monkeypatch.setattr(duckdb_writer, "CACHE_KEPT_BYTES", kept)
         warehouse = DuckDBRawWarehouse(tmp_path / f"kept-{kept}.duckdb")
@@ -492,7 +497,7 @@ def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
         (memory,) = warehouse.con.execute("SELECT SUM(memory_usage_bytes) FROM duckdb_memory()").fetchone()
         cached.append(memory)
         (limit,) = warehouse.con.execute("SELECT current_setting('memory_limit')").fetchone()
-        assert limit.startswith("122"), limit  # the harvest's 128 MB (122 MiB) limit is back
+        assert limit == harvest_limit  # the harvest's limit is back after each trim
         results.append((_table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
                         _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE)))
         warehouse.close()
