@@ -295,9 +295,9 @@ def test_series_rebuilds_after_the_first_scan_only_the_batches_their_rows_can_be
     bounds: list[int | None] = []
     build_sql = duckdb_writer.new_series_rows_sql
 
-    def spy(*args: Any, **kwargs: Any) -> str:
+    def spy(*args: Any) -> str:
         bounds.append(args[5])
-        return build_sql(*args, **kwargs)
+        return build_sql(*args)
 
     monkeypatch.setattr(duckdb_writer, "new_series_rows_sql", spy)
     warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
@@ -310,25 +310,6 @@ def test_series_rebuilds_after_the_first_scan_only_the_batches_their_rows_can_be
         "GROUP BY s.series_instance_uid, s.first_write_seq HAVING s.first_write_seq IS DISTINCT FROM MIN(i.write_seq)"
     ).fetchall()
     assert mismatched == []
-    warehouse.close()
-
-
-def test_a_rebuild_keeps_the_header_of_a_representative_that_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Series spread over many slices: the header read with the representative is kept by every
-    later rebuild, so no file is opened again for it."""
-    root = _copy_sources(tmp_path / "archive")
-    reread: list[str] = []
-    read_again = pipeline.series_headers_chunk
-
-    def spy(series: list[tuple[str, str]]) -> dict[str, str | None]:
-        reread.extend(location for _, location in series)
-        return read_again(series)
-
-    monkeypatch.setattr(pipeline, "series_headers_chunk", spy)
-    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
-    harvest([str(root)], warehouse, workers=1, progress=False, slice_files=3, batch_size=2)
-    assert reread == []
-    assert _headers_match_their_representatives(warehouse) == []
     warehouse.close()
 
 

@@ -42,10 +42,6 @@ DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TI
 HARVEST_CONFIG = {"memory_limit": "64MB", "threads": 1}
 ROW_GROUP_SIZE = 2048
 DECLARED_KEYS = {"raw_harvest_run"}
-# What a series rebuild updates in place: every column but the key and the header (see _replace_series_rows).
-SERIES_REPLACED_COLUMNS = [
-    name for name, _ in RAW_TABLES["raw_dicom_series"] if name not in ("series_instance_uid", "representative_header_json")
-]
 # Blocks cached between slices beyond this are dropped (see _drop_cached_blocks).
 CACHE_KEPT_BYTES = 32 * 1024 * 1024
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
@@ -264,39 +260,13 @@ class DuckDBRawWarehouse:
             since = self._rebuild_bound()
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _new_series AS "
-                + new_series_rows_sql(
-                    "raw_dicom_instance", "raw_dicom_series", "_touched", "_headers_read", "$run_id", since, old_headers=False
-                ),
+                + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "_headers_read", "$run_id", since),
                 {"run_id": run_id},
             )
-            self._replace_series_rows()
+            con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
+            con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
         self._unrebuilt_since, self._rebuilt = None, True
         self._drop_cached_blocks()
-
-    def _replace_series_rows(self) -> None:
-        """Put the rebuilt rows of the touched series in place, keeping the headers of rows whose
-        representative stays and whose header the run did not read: updating the other columns in
-        place never reads the header column, which a delete and insert would have to copy (DuckDB
-        reads a column whole, and the headers are most of the table)."""
-        con = self.con
-        con.execute(
-            "DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched) "
-            "AND series_instance_uid NOT IN (SELECT series_instance_uid FROM _new_series)"
-        )
-        con.execute(  # a new header, or none (read afterwards) for a representative that changed
-            "UPDATE raw_dicom_series AS s SET representative_header_json = n.representative_header_json "
-            "FROM _new_series AS n WHERE s.series_instance_uid = n.series_instance_uid "
-            "AND (n.representative_header_json IS NOT NULL OR s.representative_location IS DISTINCT FROM n.representative_location)"
-        )
-        assignments = ", ".join(f"{name} = n.{name}" for name in SERIES_REPLACED_COLUMNS)
-        con.execute(
-            f"UPDATE raw_dicom_series AS s SET {assignments} "
-            "FROM _new_series AS n WHERE s.series_instance_uid = n.series_instance_uid"
-        )
-        con.execute(
-            "INSERT INTO raw_dicom_series SELECT * FROM _new_series "
-            "WHERE series_instance_uid NOT IN (SELECT series_instance_uid FROM raw_dicom_series)"
-        )
 
     def _rebuild_bound(self) -> int | None:
         """The lowest write_seq an instance row of a touched series can have; None: scan them all.

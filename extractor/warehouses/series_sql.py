@@ -11,13 +11,7 @@ from extractor.warehouses.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUM
 
 
 def new_series_rows_sql(
-    instance: str,
-    series: str,
-    touched: str,
-    headers: str,
-    run_id_param: str,
-    since_write_seq: int | None = None,
-    old_headers: bool = True,
+    instance: str, series: str, touched: str, headers: str, run_id_param: str, since_write_seq: int | None = None
 ) -> str:
     """SELECT of the rebuilt series rows for the series listed in the `touched` subquery/table.
 
@@ -31,18 +25,9 @@ def new_series_rows_sql(
     and a rebuild costs the size of the slice instead of the size of the archive. (Text columns
     cannot do this: DuckDB keeps 8 bytes of their min/max, and locations and UIDs share longer
     prefixes.) `first_write_seq` is what the next rebuild takes that bound from.
-
-    Without `old_headers`, a header the run did not read is NULL: the caller keeps the old one
-    where the representative stays (reading the old headers reads the whole header column).
     """
     newer = f" AND i.write_seq >= {int(since_write_seq)}" if since_write_seq is not None else ""
     newer_representative = newer.replace("i.write_seq", "r.write_seq")
-    header = "h.header_json"
-    old_header = ""
-    if old_headers:
-        header = ("COALESCE(h.header_json, CASE WHEN old.representative_location = s.representative_location\n"
-                  "                                     THEN old.representative_header_json END)")
-        old_header = "representative_header_json, "
     # MIN <> MAX: two different non-NULL values, as COUNT(DISTINCT) > 1 says, without a hash table per column
     conflicts = ", ".join(
         f"CASE WHEN MIN(i.{c}) <> MAX(i.{c}) THEN '{c},' ELSE '' END" for c in PATIENT_CONSISTENCY_COLUMNS
@@ -77,7 +62,8 @@ SELECT {", ".join(columns)} FROM (
         s.conflicting_attributes,
         s.representative_location,
         -- read this run (the file may have changed), else kept while the representative stays
-        {header} AS representative_header_json,
+        COALESCE(h.header_json, CASE WHEN old.representative_location = s.representative_location
+                                     THEN old.representative_header_json END) AS representative_header_json,
         COALESCE(old.first_run_id, {run_id_param}) AS first_run_id,
         {run_id_param} AS last_run_id,
         CURRENT_TIMESTAMP AS updated_at,
@@ -85,7 +71,7 @@ SELECT {", ".join(columns)} FROM (
     FROM stats AS s
     JOIN {instance} AS r ON r.location = s.representative_location{newer_representative}
     -- only the touched series' old rows: the whole table's headers would make memory grow with the archive
-    LEFT JOIN (SELECT series_instance_uid, representative_location, {old_header}first_run_id
+    LEFT JOIN (SELECT series_instance_uid, representative_location, representative_header_json, first_run_id
                FROM {series} WHERE series_instance_uid IN (SELECT series_instance_uid FROM {touched})) AS old
         ON old.series_instance_uid = s.series_instance_uid
     LEFT JOIN {headers} AS h ON h.location = s.representative_location
