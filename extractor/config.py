@@ -13,6 +13,10 @@ from pathlib import Path
 CONFIG_FILE_NAME = "imgomop.toml"
 TARGETS = ("duckdb", "bigquery")
 SCHEDULE_KEYS = ("cron", "sources", "prune", "ehr", "requests", "retries", "retry_delay_minutes", "executable")
+WAREHOUSE_KEYS = ("target", "duckdb", "bigquery")
+DUCKDB_KEYS = ("identified", "deidentified")
+BIGQUERY_KEYS = ("project", "identified_dataset", "deidentified_dataset", "location", "api_endpoint")
+HARVEST_KEYS = ("batch_size",)
 
 
 class ConfigError(ValueError):
@@ -102,11 +106,13 @@ def load_config(path: Path | None = None) -> Config:
 def parse_config(raw: dict, path: Path) -> Config:
     base_dir = path.parent.resolve()
     warehouse = _table(raw, "warehouse", path)
+    _known_keys_only(warehouse, WAREHOUSE_KEYS, "warehouse", path)
     target = warehouse.get("target", "duckdb")
     if target not in TARGETS:
         raise ConfigError(f"{path}: [warehouse] target = {target!r}; use one of {', '.join(TARGETS)}")
 
     duck = _table(warehouse, "duckdb", path, prefix="warehouse.")
+    _known_keys_only(duck, DUCKDB_KEYS, "warehouse.duckdb", path)
     duckdb_target = DuckDBTarget(
         identified_path=_resolve(base_dir, duck.get("identified", "warehouse/identified.duckdb")),
         deidentified_path=_resolve(base_dir, duck.get("deidentified", "warehouse/deidentified.duckdb")),
@@ -120,6 +126,7 @@ def parse_config(raw: dict, path: Path) -> Config:
     bigquery_target = None
     if target == "bigquery" or "bigquery" in warehouse:
         bq = _table(warehouse, "bigquery", path, prefix="warehouse.")
+        _known_keys_only(bq, BIGQUERY_KEYS, "warehouse.bigquery", path)
         missing = [k for k in ("project", "identified_dataset", "deidentified_dataset") if not bq.get(k)]
         if missing:
             raise ConfigError(f"{path}: [warehouse.bigquery] is missing {', '.join(missing)}")
@@ -137,6 +144,7 @@ def parse_config(raw: dict, path: Path) -> Config:
         )
 
     harvest = _table(raw, "harvest", path)
+    _known_keys_only(harvest, HARVEST_KEYS, "harvest", path)
     batch_size = harvest.get("batch_size", HARVEST_BATCH_SIZE)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"{path}: [harvest] batch_size must be a positive integer, got {batch_size!r}")
@@ -156,9 +164,7 @@ def _schedule(table: dict, path: Path, base_dir: Path) -> ScheduleSettings:
     def bad(key: str, expected: str) -> ConfigError:
         return ConfigError(f"{path}: [schedule] {key} must be {expected}, got {table[key]!r}")
 
-    unknown = sorted(set(table) - set(SCHEDULE_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: [schedule] has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(SCHEDULE_KEYS)}")
+    _known_keys_only(table, SCHEDULE_KEYS, "schedule", path)
     for key in ("cron", "ehr", "requests", "executable"):
         if key in table and not isinstance(table[key], str):
             raise bad(key, "a string")
@@ -198,6 +204,13 @@ def dag_schedule(config: Config) -> ScheduleSettings:
             'sources = ["/mnt/pacs"] and ehr = "/data/ehr-export" (see imgomop.toml.example)'
         )
     return settings
+
+
+def _known_keys_only(table: dict, known: tuple[str, ...], section: str, path: Path) -> None:
+    """A misspelt key would otherwise be ignored and its default used without a word."""
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}: [{section}] has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
 
 
 def _table(parent: dict, key: str, path: Path, prefix: str = "") -> dict:

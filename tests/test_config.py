@@ -29,6 +29,9 @@ def test_config_in_working_directory_is_found_and_paths_resolve_beside_it(tmp_pa
         ('[warehouse]\ntarget = "bigquery"\n[warehouse.bigquery]\nproject = "p"\n', "identified_dataset"),
         ("[warehouse\n", "not valid TOML"),
         ("[harvest]\nbatch_size = 0\n", "batch_size"),
+        ('[warehouse]\nkind = "duckdb"\n', "[warehouse] has unknown key(s) kind; known keys: target"),
+        ('[warehouse.duckdb]\nidentifed = "x.duckdb"\n', "[warehouse.duckdb] has unknown key(s) identifed"),
+        ("[harvest]\nbatch = 10\n", "[harvest] has unknown key(s) batch; known keys: batch_size"),
     ],
 )
 def test_bad_config_names_file_and_problem(tmp_path, text, message):
