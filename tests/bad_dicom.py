@@ -682,3 +682,12 @@ def damaged(rng: random.Random, data: bytes, flips_within: int = 4096) -> bytes:
     if rng.random() < 0.3:
         del out[rng.randrange(132, len(out)) :]
     return bytes(out)
+
+
+def with_and_without(monkeypatch: Any, module: Any, accelerator: str, call: Callable[[], Any]) -> tuple[Any, Any]:
+    """`call()` with the module's C accelerator, then with it set to None (the Python path)."""
+    with_c = call()
+    with monkeypatch.context() as patch:
+        patch.setattr(module, accelerator, None)
+        without_c = call()
+    return with_c, without_c

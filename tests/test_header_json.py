@@ -18,7 +18,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from bad_dicom import TEST_FILES, damaged
+from bad_dicom import TEST_FILES, damaged, with_and_without
 from extractor.harvest import header_json as header_json_module
 from extractor.harvest.header_json import BULK_INLINE_BYTES, bytes_json, dataset_json, header_json, json_text
 from extractor.harvest.reader import HarvestError, read_header_dataset
@@ -114,11 +114,7 @@ def test_header_json_of_a_file_that_is_not_dicom_is_none() -> None:
 
 
 def _bytes_json_with_and_without_accelerator(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
-    with_c = bytes_json(data)
-    with monkeypatch.context() as patch:
-        patch.setattr(header_json_module, "_plain_elements", None)
-        without_c = bytes_json(data)
-    return with_c, without_c
+    return with_and_without(monkeypatch, header_json_module, "_plain_elements", lambda: bytes_json(data))
 
 
 def _tricky_values_file() -> bytes:

@@ -33,6 +33,7 @@ from bad_dicom import (
     damaged,
     pydicom_pixel_data_offset,
     truncation_reason,
+    with_and_without,
 )
 from extractor.harvest import reader
 from extractor.harvest.reader import HarvestError, _check_row, _read_general, read_instance
@@ -128,11 +129,7 @@ def test_the_c_accelerator_is_built() -> None:
 
 
 def _outcome_with_and_without_accelerator(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
-    with_c = fast(data)
-    with monkeypatch.context() as patch:
-        patch.setattr(reader, "_fast_forward", None)
-        without_c = fast(data)
-    return with_c, without_c
+    return with_and_without(monkeypatch, reader, "_fast_forward", lambda: fast(data))
 
 
 def test_the_accelerator_changes_nothing_on_damaged_files(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -297,13 +297,12 @@ class DuckDBRawWarehouse:
         ((cached,),) = self.con.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()").fetchall()
         if cached <= CACHE_KEPT_BYTES:
             return
-        ((limit,),) = self.con.execute("SELECT current_setting('memory_limit')").fetchall()
         try:
             self.con.execute("SET memory_limit = '1MB'")
         except duckdb.OutOfMemoryException:
             pass  # something is still pinned: the cache stays as it is this time
         finally:
-            self.con.execute(f"SET memory_limit = '{limit}'")
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
 
     @_retried_with_more_memory
     def unbuilt_series(self) -> set[str]:
