@@ -7,14 +7,25 @@ With N workers the calling process is one of them: the pool has N - 1 processes,
 caller reads a chunk itself whenever it would otherwise wait for one. Its own work (writing
 rows, manifests) is done between chunks, so N processes keep N cores busy instead of N
 readers and a writer competing for them.
+
+A pool process hands its result back through a file of its own (in memory, under /dev/shm,
+where Linux has it), not through the pool's pipe: a pipe holds 64 KB, a harvest chunk's rows
+are a few hundred, and the caller's pool thread that drains the pipe needs the GIL, which the
+caller holds while it reads; the worker waited on that for a fifth of its time.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
+import pickle
+import shutil
+import struct
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
@@ -56,11 +67,14 @@ def run_chunks(
         return
     pending = iter(chunks)
     max_in_flight = (workers - 1) * QUEUED_PER_PROCESS
-    with nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=workers - 1) as pool:
-        in_flight: dict[Future[Result], Chunk] = {}
+    with (
+        nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=workers - 1) as pool,
+        _result_folder() as folder,
+    ):
+        in_flight: dict[Future[str], Chunk] = {}
         while True:
             while len(in_flight) < max_in_flight and (chunk := next(pending, _NONE)) is not _NONE:
-                in_flight[pool.submit(function, chunk, *args)] = chunk
+                in_flight[pool.submit(_run_to_file, folder, function, chunk, *args)] = chunk
             done = [future for future in in_flight if future.done()]
             if not done:
                 chunk = _next_for_caller(pending, in_flight)
@@ -72,13 +86,13 @@ def run_chunks(
                 done = list(wait(in_flight, return_when=FIRST_COMPLETED).done)
             for future in done:
                 del in_flight[future]
-                yield future.result()
+                yield _load_result(future.result())
 
 
 _NONE = object()
 
 
-def _next_for_caller(pending: Iterator[Chunk], in_flight: dict[Future[Result], Chunk]) -> Chunk | object:
+def _next_for_caller(pending: Iterator[Chunk], in_flight: dict[Future[str], Chunk]) -> Chunk | object:
     """The next chunk not yet handed out; else the last queued chunk no process has started (cancelled
     in the pool); else `_NONE`."""
     chunk = next(pending, _NONE)
@@ -88,3 +102,53 @@ def _next_for_caller(pending: Iterator[Chunk], in_flight: dict[Future[Result], C
         if future.cancel():
             return in_flight.pop(future)
     return _NONE
+
+
+RESULT_FOLDER_ROOT = "/dev/shm"  # memory-backed; the system's temp folder where it is missing
+ALIGNMENT = 64  # Arrow's buffer alignment, kept for buffers read back from a result file
+
+
+@contextmanager
+def _result_folder() -> Iterator[str]:
+    """A folder for the results of one `run_chunks` call, removed with whatever is left in it."""
+    root = RESULT_FOLDER_ROOT if os.path.isdir(RESULT_FOLDER_ROOT) else None
+    folder = tempfile.mkdtemp(prefix="imgomop-results-", dir=root)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_to_file(folder: str, function: Callable[..., Any], chunk: Any, *args: object) -> str:
+    """In a pool process: `function(chunk, *args)`, pickled into a new file in `folder`; its path.
+
+    Pickle protocol 5 leaves large buffers (Arrow's) out of the pickle; they follow it in the
+    file, each at an aligned offset, so the caller maps them instead of copying them.
+    """
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(function(chunk, *args), protocol=5, buffer_callback=buffers.append)
+    parts = [memoryview(head), *(buffer.raw() for buffer in buffers)]
+    index = struct.pack(f"<{len(parts) + 1}Q", len(parts), *(part.nbytes for part in parts))
+    fd, path = tempfile.mkstemp(dir=folder)
+    with open(fd, "wb") as out:
+        out.write(index)
+        for part in parts:
+            out.write(bytes(-out.tell() % ALIGNMENT))
+            out.write(part)
+    return path
+
+
+def _load_result(path: str) -> Any:
+    """The result `_run_to_file` wrote to `path`; the file is removed (the mapping outlives it)."""
+    with open(path, "rb") as file:
+        data = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
+    os.unlink(path)
+    (count,) = struct.unpack_from("<Q", data)
+    sizes = struct.unpack_from(f"<{count}Q", data, 8)
+    parts, offset = [], 8 * (count + 1)
+    for size in sizes:
+        offset += -offset % ALIGNMENT
+        parts.append(data[offset : offset + size])
+        offset += size
+    head, *buffers = parts
+    return pickle.loads(head, buffers=buffers)

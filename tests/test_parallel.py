@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import time
 
+import pyarrow as pa
 import pytest
 
+from extractor import parallel
+from extractor.harvest.pipeline import ChunkResult
 from extractor.parallel import QUEUED_PER_PROCESS, run_chunks, worker_pool
+from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 
 def _slow_chunk(chunk: list[int], pause: float) -> tuple[int, list[int]]:
@@ -47,3 +51,32 @@ def test_a_worker_pool_of_n_has_n_minus_one_processes() -> None:
 def test_an_error_in_a_chunk_reaches_the_caller() -> None:
     with pytest.raises(ValueError, match="unlucky chunk"):
         list(run_chunks(_failing_chunk, ([i] for i in range(40)), 2))
+
+
+def _arrow_chunk(chunk: list[int]) -> tuple[int, pa.Table, dict[str, str]]:
+    return os.getpid(), pa.table({"n": chunk, "text": [f"row {n}" * 50 for n in chunk]}), {"first": str(chunk[0])}
+
+
+def test_pool_results_come_back_whole_through_files_that_are_then_removed(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(parallel, "RESULT_FOLDER_ROOT", str(tmp_path))
+    chunks = [list(range(start, start + 700)) for start in range(0, 700 * 12, 700)]
+    with worker_pool(2) as pool:
+        results = list(run_chunks(_arrow_chunk, iter(chunks), 2, pool=pool))
+    assert sorted(table.column("n").to_pylist() for _, table, _ in results) == chunks
+    for _, table, extra in results:
+        first = table.column("n")[0].as_py()
+        assert table.column("text").to_pylist() == [f"row {n}" * 50 for n in range(first, first + 700)]
+        assert extra == {"first": str(first)}
+    assert {pid for pid, _, _ in results} - {os.getpid()}, "no result came from the pool process"
+    assert list(tmp_path.iterdir()) == [], "result files or their folder were left behind"
+
+
+def test_a_harvest_chunk_result_survives_the_trip_through_a_result_file(tmp_path) -> None:
+    instances = to_arrow([{"location": "/a/1.dcm", "file_size": 10, "series_instance_uid": "1.2"}], RAW_DICOM_INSTANCE)
+    errors = to_arrow([{"location": "/a/2", "error_class": "NotDicom", "message": "no DICM"}], RAW_HARVEST_ERROR)
+    result = ChunkResult(instances, errors, {"/a/1.dcm": '{"00100020": {"vr": "LO"}}', "/a/3.dcm": None})
+    path = parallel._run_to_file(str(tmp_path), lambda chunk: chunk, result)
+    back = parallel._load_result(path)
+    assert back.instances.equals(instances) and back.errors.equals(errors)
+    assert back.headers == result.headers
+    assert not os.path.exists(path)
