@@ -55,8 +55,8 @@ def run_chunks(
     `worker_pool(workers)`'s.
 
     Each pool process has at most `QUEUED_PER_PROCESS` chunks in flight, which bounds memory.
-    When none of them is done, the caller takes the next chunk and runs it itself; once every
-    chunk is handed out, it takes back the queued ones no process has started.
+    When none of them is done, the caller runs a chunk itself: the oldest one queued in the pool
+    that no process has started (taken back), else the next one not yet handed out.
 
     With one worker everything runs in this process (simpler to debug, no pickling). Without a
     pool, one lives for this call.
@@ -93,15 +93,17 @@ _NONE = object()
 
 
 def _next_for_caller(pending: Iterator[Chunk], in_flight: dict[Future[str], Chunk]) -> Chunk | object:
-    """The next chunk not yet handed out; else the last queued chunk no process has started (cancelled
-    in the pool); else `_NONE`."""
-    chunk = next(pending, _NONE)
-    if chunk is not _NONE:
-        return chunk
-    for future in reversed(in_flight):
+    """The oldest chunk queued in the pool that no process has started (cancelled there); else the
+    next chunk not yet handed out; else `_NONE`.
+
+    Oldest first, so chunks finish about in the order they were handed out, and the caller can
+    finish with an earlier stretch of them (harvest: write its rows, rebuild its series) while
+    the pool reads the last one.
+    """
+    for future in in_flight:
         if future.cancel():
             return in_flight.pop(future)
-    return _NONE
+    return next(pending, _NONE)
 
 
 RESULT_FOLDER_ROOT = "/dev/shm"  # memory-backed; the system's temp folder where it is missing
