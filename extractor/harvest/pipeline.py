@@ -150,9 +150,9 @@ def harvest(
         bar = tqdm(total=0, unit="file", disable=not (show_progress() if progress is None else progress))
         unreadable: list[str] = []
         with worker_pool(workers) as pool:
-            loop = _Loop(warehouse, run, workers, pool, batch_size, bar, remember_found=prune)
-            loop.touched_series |= warehouse.unbuilt_series()  # left by a run that stopped before its rebuild
             size = slice_files or max(SLICE_FILES, batch_size)
+            loop = _Loop(warehouse, run, workers, pool, batch_size, size, bar, remember_found=prune)
+            loop.touched_series |= warehouse.unbuilt_series()  # left by a run that stopped before its rebuild
             loop.harvest(_slices(discover_files(roots, unreadable), size, first_size=min(size, FIRST_SLICE_FILES)))
             if prune:
                 loop.remove_missing([str(root) for root in roots], unreadable)
@@ -182,22 +182,24 @@ def _slices(files: Iterable[FileRef], size: int, first_size: int) -> Iterator[li
 
 
 class _Loop:
-    """The harvest of a stream of slices: one pool of readers, one writer, series rebuilt per slice.
+    """The harvest of a stream of slices: one pool of readers, one writer, series rebuilt once a
+    slice's worth of files is in.
 
     A slice is selected when the workers need its first chunk, so they read it while the
     previous slice's last rows are written and its series rebuilt.
     """
 
     def __init__(
-        self, warehouse: RawWarehouse, run: HarvestRun, workers: int, pool, batch_size: int, bar: tqdm,
-        remember_found: bool = False,
+        self, warehouse: RawWarehouse, run: HarvestRun, workers: int, pool, batch_size: int, slice_files: int,
+        bar: tqdm, remember_found: bool = False,
     ) -> None:
         self.warehouse, self.run, self.workers, self.pool = warehouse, run, workers, pool
-        self.batch_size, self.bar = batch_size, bar
+        self.batch_size, self.slice_files, self.bar = batch_size, slice_files, bar
         self.remember_found = remember_found  # every file found goes to the warehouse (for pruning)
         self.selected: list[int] = []  # files selected for reading, per slice
         self.received: list[int] = []  # files read back, per slice
         self.completed = 0  # slices whose rows have all come back (written by the next flush)
+        self.rebuilt = 0  # slices whose series are rebuilt
         self.pending: list[ChunkResult] = []
         self.touched_series: set[str] = set()
         self.headers: dict[str, str | None] = {}  # location -> DICOM JSON read by the workers since the last rebuild
@@ -211,7 +213,7 @@ class _Loop:
             self.received[number] += result.files
             self.pending.append(result)
             self._hold_headers(result.headers)
-            if self._slice_completed() or self.header_bytes >= HEADER_BYTES_PER_REBUILD:
+            if self._rebuild_due():
                 self._write()
                 self._rebuild_series()
             elif sum(r.files for r in self.pending) >= self._write_threshold():
@@ -238,6 +240,14 @@ class _Loop:
         """Rows per write. Once the last chunks are in flight, smaller writes overlap with the
         reading of the others, leaving less to write after the workers have stopped."""
         return max(1, self.batch_size // 4) if self.all_selected else self.batch_size
+
+    def _rebuild_due(self) -> bool:
+        """Whether to write and rebuild now: a slice has completed, and the slices completed since
+        the last rebuild hold a slice's worth of files (so the small first slice waits for the
+        next one); or the headers held reached their cap."""
+        if self.header_bytes >= HEADER_BYTES_PER_REBUILD:
+            return True
+        return self._slice_completed() and sum(self.selected[self.rebuilt : self.completed]) >= self.slice_files
 
     def _slice_completed(self) -> bool:
         """Whether the oldest open slices now have every row back (they count as completed)."""
@@ -282,6 +292,7 @@ class _Loop:
             self.touched_series = set()
             _fill_series_headers(self.warehouse, self.workers, self.pool)
         self.headers, self.header_bytes = {}, 0
+        self.rebuilt = self.completed
 
 
 def read_numbered_chunk(numbered: tuple[int, list[FileRef]], run_id: str) -> tuple[int, ChunkResult]:
