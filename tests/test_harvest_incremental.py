@@ -400,6 +400,52 @@ def _headers_match_their_representatives(warehouse: DuckDBRawWarehouse) -> list[
     return wrong
 
 
+def test_series_rebuilds_never_read_the_stored_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header column is the archive's largest: a rebuild that read it (a scan reads a text
+    column whole) would cost time and memory in proportion to the archive. Series rebuilt twice
+    (slices of three files) take their representative's header from the file instead."""
+    root = _copy_sources(tmp_path / "archive")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    statements: list[str] = []
+    real = warehouse.con
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            statements.append(sql)
+            return real.execute(sql, *args)
+
+    monkeypatch.setattr(warehouse, "con", Recording())
+    harvest([str(root)], warehouse, workers=1, progress=False, slice_files=3, batch_size=2)
+    rebuilds = [sql for sql in statements if "_new_series AS" in sql]
+    assert len(rebuilds) > 3
+    assert not any("representative_header_json" in sql.split("FROM raw_dicom_series")[-1] for sql in rebuilds)
+    whole_table_checks = [sql for sql in statements if "representative_header_json IS NULL" in sql and "FROM raw_dicom_series" in sql]
+    assert len(whole_table_checks) == 1  # once per run; after that only the rows each rebuild wrote
+    assert _headers_match_their_representatives(warehouse) == []
+    warehouse.close()
+
+
+def test_a_header_a_stopped_run_left_missing_is_read_by_the_next_run(tmp_path: Path) -> None:
+    """The first look for missing headers in a run covers the whole table, not only what it rebuilds."""
+    root = _copy_sources(tmp_path / "archive")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    changed = sorted(p for p in root.rglob("*") if p.is_file())[0]
+    warehouse.con.execute(  # every series but the one the next run rebuilds
+        "UPDATE raw_dicom_series SET representative_header_json = NULL WHERE series_instance_uid <> "
+        "(SELECT series_instance_uid FROM raw_dicom_instance WHERE location = ?)",
+        [str(changed)],
+    )
+    rewrite(changed)
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert run.instances_updated == 1
+    assert _headers_match_their_representatives(warehouse) == []
+    warehouse.close()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_rebuilds_forced_by_the_header_budget_build_the_same_tables(
     tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch

@@ -117,6 +117,8 @@ class DuckDBRawWarehouse:
         self._seq_before_run = 0  # the last batch number written before that run
         self._unrebuilt_since: int | None = None  # the first batch written since the last series rebuild
         self._rebuilt = False  # whether this writer has rebuilt series (its first rebuild scans everything)
+        self._refreshed_run: str | None = None  # the run of the last series rebuild (its rows are in _new_series)
+        self._headers_checked_run: str | None = None  # the run for which series_without_header looked at the whole table
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -265,7 +267,7 @@ class DuckDBRawWarehouse:
             )
             con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
             con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
-        self._unrebuilt_since, self._rebuilt = None, True
+        self._unrebuilt_since, self._rebuilt, self._refreshed_run = None, True, run_id
         self._drop_cached_blocks()
 
     def _rebuild_bound(self) -> int | None:
@@ -315,8 +317,14 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def series_without_header(self) -> list[tuple[str, str]]:
+        """Series whose header is missing. Called after each rebuild: the first time in a run it
+        looks at the whole table (a stopped run can leave some), then only at the rows the last
+        rebuild wrote (a test of the header column reads it whole, and it grows with the archive)."""
+        whole = self._headers_checked_run != self._refreshed_run
+        self._headers_checked_run = self._refreshed_run
+        table = "raw_dicom_series" if whole else "_new_series"
         return self.con.execute(
-            "SELECT series_instance_uid, representative_location FROM raw_dicom_series "
+            f"SELECT series_instance_uid, representative_location FROM {table} "
             "WHERE representative_header_json IS NULL ORDER BY 1"
         ).fetchall()
 

@@ -16,8 +16,11 @@ def new_series_rows_sql(
     """SELECT of the rebuilt series rows for the series listed in the `touched` subquery/table.
 
     The representative instance is the one with the lowest location. Its header JSON comes from
-    `headers` (location, header_json: the headers this run read), else from the old row while the
-    representative stays; the harvest reads the few left without one afterwards.
+    `headers` (location, header_json: the headers the harvest read since its last rebuild); the
+    harvest reads the few left without one afterwards (a series spanning two rebuilds, or one whose
+    representative this run did not read). The old rows' headers are never read: a scan reads a
+    text column whole whatever the filter, and the headers of every series are the largest column
+    there is, so each rebuild would cost time and memory in proportion to the archive.
 
     `since_write_seq`, when the writer knows that every instance row of the touched series has a
     `write_seq` at least that high, limits both scans of the instance table to those rows: the
@@ -61,17 +64,14 @@ SELECT {", ".join(columns)} FROM (
         s.last_acquisition_datetime,
         s.conflicting_attributes,
         s.representative_location,
-        -- read this run (the file may have changed), else kept while the representative stays
-        COALESCE(h.header_json, CASE WHEN old.representative_location = s.representative_location
-                                     THEN old.representative_header_json END) AS representative_header_json,
+        h.header_json AS representative_header_json,
         COALESCE(old.first_run_id, {run_id_param}) AS first_run_id,
         {run_id_param} AS last_run_id,
         CURRENT_TIMESTAMP AS updated_at,
         s.first_write_seq
     FROM stats AS s
     JOIN {instance} AS r ON r.location = s.representative_location{newer_representative}
-    -- only the touched series' old rows: the whole table's headers would make memory grow with the archive
-    LEFT JOIN (SELECT series_instance_uid, representative_location, representative_header_json, first_run_id
+    LEFT JOIN (SELECT series_instance_uid, first_run_id
                FROM {series} WHERE series_instance_uid IN (SELECT series_instance_uid FROM {touched})) AS old
         ON old.series_instance_uid = s.series_instance_uid
     LEFT JOIN {headers} AS h ON h.location = s.representative_location
