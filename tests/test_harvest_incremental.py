@@ -378,6 +378,29 @@ def test_a_changed_file_in_an_early_slice_is_replaced_while_later_slices_are_new
     assert dict(rows)[str(first)] == "Changed^Name"
 
 
+def test_rows_carry_the_size_and_mtime_of_the_file_as_read(tmp_path: Path) -> None:
+    """The walk does not stat; the reader takes size and mtime from the open file, and the next run
+    compares them with the files it finds (a changed mtime alone makes a file changed)."""
+    root = _copy_sources(tmp_path / "archive")
+    (root / "not-dicom.txt").write_text("hello")
+    assert all(ref.file_size is None for ref in pipeline.discover_files([root]))
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    rows = warehouse.con.execute(
+        "SELECT location, file_size, file_mtime_ns FROM raw_dicom_instance UNION ALL "
+        "SELECT location, file_size, file_mtime_ns FROM raw_harvest_error"
+    ).fetchall()
+    assert len(rows) == 22
+    for location, size, mtime_ns in rows:
+        stat = os.stat(location)
+        assert (size, mtime_ns) == (stat.st_size, stat.st_mtime_ns), location
+    touched = sorted(p for p in root.rglob("*") if p.is_file())[5]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1))
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert (run.files_seen, run.files_unchanged, run.instances_updated) == (22, 21, 1)
+    warehouse.close()
+
+
 def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")

@@ -38,7 +38,7 @@ def _outermost(paths: list[Path]) -> list[Path]:
 
 
 def discover_files(roots: list[Path], unreadable: list[str] | None = None) -> Iterator[FileRef]:
-    """Every regular file under the roots, with the size and mtime that detect changes.
+    """Every regular file under the roots (not stat'ed: see FileRef).
 
     Symbolic links to folders are not followed (they can loop); hidden files are included,
     because archives name files any way they like. Folders that cannot be listed are skipped
@@ -46,7 +46,7 @@ def discover_files(roots: list[Path], unreadable: list[str] | None = None) -> It
     """
     for root in roots:
         if root.is_file():
-            yield _file_ref(root)
+            yield FileRef(str(root))
         else:
             yield from _walk(str(root), unreadable)
 
@@ -63,12 +63,15 @@ def _walk(folder: str, unreadable: list[str] | None) -> Iterator[FileRef]:
             if entry.is_dir(follow_symlinks=False):
                 yield from _walk(entry.path, unreadable)
             elif entry.is_file():
-                stat = entry.stat()
-                yield FileRef(entry.path, stat.st_size, stat.st_mtime_ns)
+                yield FileRef(entry.path)
         except OSError:
-            continue  # vanished or unreadable between listing and stat
+            continue  # vanished or unreadable between listing and its type
 
 
-def _file_ref(path: Path) -> FileRef:
-    stat = path.stat()
-    return FileRef(str(path), stat.st_size, stat.st_mtime_ns)
+def with_stat(location: str) -> FileRef:
+    """The file with its size and mtime now (None for both when it cannot be stat'ed)."""
+    try:
+        stat = os.stat(location)
+    except OSError:
+        return FileRef(location)
+    return FileRef(location, stat.st_size, stat.st_mtime_ns)

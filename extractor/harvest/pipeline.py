@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from extractor.config import HARVEST_BATCH_SIZE
 from extractor.parallel import run_chunks, worker_pool
-from extractor.harvest.discover import check_sources, discover_files
+from extractor.harvest.discover import check_sources, discover_files, with_stat
 from extractor.harvest.header_json import header_json
 from extractor.harvest.reader import HarvestError, read_instance
 from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
@@ -85,12 +85,14 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     for ref in files:
         try:
             with open(ref.location, "rb", buffering=0) as fp:  # the walker reads large pieces itself
+                stat = os.fstat(fp.fileno())
+                ref = FileRef(ref.location, stat.st_size, stat.st_mtime_ns)  # as read, not as found
                 row = read_instance(fp, ref.file_size)
         except HarvestError as exc:
             errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
             continue
         except OSError as exc:
-            errors.append(_error_row(ref, "ReadError", f"{type(exc).__name__}: {exc}", run_id, now))
+            errors.append(_error_row(with_stat(ref.location), "ReadError", f"{type(exc).__name__}: {exc}", run_id, now))
             continue
         row.update(location=ref.location, file_size=ref.file_size, file_mtime_ns=ref.file_mtime_ns, run_id=run_id, harvested_at=now)
         instances.append(row)

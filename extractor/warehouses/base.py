@@ -18,12 +18,15 @@ from extractor.warehouses.schema import RAW_TABLES, Column
 class FileRef(NamedTuple):
     """A file to harvest: where it is, and the size and mtime that tell whether it changed.
 
+    The walk does not stat the files it finds (`stat` is a third of its time), so size and mtime
+    are None until something needs them: the reader takes them from the file it opened, and
+    `select_changed` from the files a run harvested before (the only ones that can be unchanged).
     A named tuple: chunks of them travel to worker processes, and tuples pickle cheaply.
     """
 
     location: str
-    file_size: int
-    file_mtime_ns: int
+    file_size: int | None = None
+    file_mtime_ns: int | None = None
 
 
 @dataclass

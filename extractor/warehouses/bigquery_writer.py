@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from google.cloud import bigquery
 
 from extractor.config import BigQueryTarget
+from extractor.harvest.discover import with_stat
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
 from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, RAW_TABLES, Column
 from extractor.warehouses.series_sql import (
@@ -291,6 +292,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
     # --- incremental selection ------------------------------------------------------------
 
     def select_changed(self, run_id: str, files: list[FileRef]) -> list[FileRef]:
+        files = [with_stat(f.location) for f in files]  # the comparison runs in BigQuery
         staged_before = set(self._staged)
         candidates, _ = self._load("candidates", CANDIDATE_COLUMNS, _candidate_blocks(files))
         pending = self._create_stage_as(

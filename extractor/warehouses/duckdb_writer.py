@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
+from extractor.harvest.discover import with_stat
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
 from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouses.series_sql import (
@@ -103,6 +104,12 @@ def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _unchanged(location: str, size: int | None, mtime_ns: int | None) -> bool:
+    """Whether the file still has the size and mtime of its row (one that cannot be stat'ed has changed)."""
+    now = with_stat(location)
+    return now.file_size is not None and (now.file_size, now.file_mtime_ns) == (size, mtime_ns)
+
+
 class DuckDBRawWarehouse:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,34 +146,28 @@ class DuckDBRawWarehouse:
         if not files:
             return []
         before_run = self._seq_before(run_id)
-        candidates = pa.table(
-            {
-                "location": [f.location for f in files],
-                "file_size": pa.array([f.file_size for f in files], pa.int64()),
-                "file_mtime_ns": pa.array([f.file_mtime_ns for f in files], pa.int64()),
-            }
-        )
-        self.con.register("_candidates", candidates)
+        self.con.register("_candidates", pa.table({"location": [f.location for f in files]}))
         try:
-            # The rows already held for these locations, and whether each is the same file. Inner
-            # joins, so DuckDB builds its hash table on the candidates and streams the raw tables
-            # past it: memory follows the slice, not the archive. Only known locations come back
-            # (none on a first harvest), so Python keeps the rest. A run finds each location once,
-            # so only instance rows of earlier runs can match: their batch numbers let DuckDB skip
+            # The rows already held for these locations. Inner joins, so DuckDB builds its hash
+            # table on the candidates and streams the raw tables past it: memory follows the
+            # slice, not the archive. Only known locations come back (none on a first harvest),
+            # so Python keeps the rest, and stats only those. A run finds each location once, so
+            # only instance rows of earlier runs can match: their batch numbers let DuckDB skip
             # the row groups this run wrote (a first harvest then scans nothing).
             known = self.con.execute(
                 """
-                SELECT k.location, k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns AS same
+                SELECT k.location, k.file_size, k.file_mtime_ns
                 FROM raw_dicom_instance AS k JOIN _candidates AS c ON k.location = c.location
                 WHERE k.write_seq <= $before_run OR k.write_seq IS NULL
                 UNION ALL
-                SELECT k.location, k.file_size = c.file_size AND k.file_mtime_ns = c.file_mtime_ns
+                SELECT k.location, k.file_size, k.file_mtime_ns
                 FROM raw_harvest_error AS k JOIN _candidates AS c ON k.location = c.location
                 """,
                 {"before_run": before_run},
             ).fetchall()
         finally:
             self.con.unregister("_candidates")
+        known = [(location, _unchanged(location, size, mtime)) for location, size, mtime in known]
         unchanged = {location for location, same in known if same}
         # Once a selected file replaces a row, every later batch of the run looks for rows to replace.
         self._replaces_rows = bool(self._replaces_rows) or any(not same for _, same in known)
