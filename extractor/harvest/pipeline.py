@@ -282,11 +282,12 @@ class _Loop:
         self.header_bytes += sum(len(text) for text in headers.values() if text)
 
     def _rebuild_series(self) -> None:
-        """Rebuild the series the written rows touched, with the headers the workers read.
+        """Rebuild the series the written rows touched, with the headers the workers read since
+        the last rebuild.
 
-        Every row received is written by now, so each representative the run read is among
-        those headers; afterwards they are dropped (a later rebuild that needs one of them after
-        all, because a file moved to another series, reads it again).
+        Every row received is written by now, so each representative read since then is among
+        those headers; afterwards they are dropped. A representative read before (a series whose
+        files span two rebuilds) or by an earlier run is read again from its file.
         """
         if self.touched_series:
             read = {location: header for location, header in self.headers.items() if header is not None}
