@@ -122,6 +122,7 @@ class DuckDBRawWarehouse:
         self._write_seq: int | None = None  # the last batch number written (write_seq), read on first use
         self._seq_run: str | None = None  # the run `_seq_before_run` belongs to
         self._seq_before_run = 0  # the last batch number written before that run
+        self._rows_before_run = True  # whether the raw tables held any row when that run began
         self._unrebuilt_since: int | None = None  # the first batch written since the last series rebuild
         self._rebuilt = False  # whether this writer has rebuilt series (its first rebuild scans everything)
         self._refreshed_run: str | None = None  # the run of the last series rebuild (its rows are in _new_series)
@@ -146,6 +147,9 @@ class DuckDBRawWarehouse:
         if not files:
             return []
         before_run = self._seq_before(run_id)
+        if not self._rows_before_run:  # a first harvest: every file is new
+            self._replaces_rows = bool(self._replaces_rows)
+            return sorted(files)
         self.con.register("_candidates", pa.table({"location": [f.location for f in files]}))
         try:
             # The rows already held for these locations. Inner joins, so DuckDB builds its hash
@@ -210,6 +214,9 @@ class DuckDBRawWarehouse:
             self._seq_run = run_id
             self._write_seq = None  # read again: another writer may have written since
             self._seq_before_run = self._last_write_seq()
+            ((self._rows_before_run,),) = self.con.execute(
+                "SELECT EXISTS (SELECT 1 FROM raw_dicom_instance) OR EXISTS (SELECT 1 FROM raw_harvest_error)"
+            ).fetchall()
         return self._seq_before_run
 
     def _last_write_seq(self) -> int:
@@ -345,11 +352,12 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def record_run(self, run: HarvestRun) -> None:
-        self.con.register("_run", to_arrow([run.as_row()], RAW_TABLES["raw_harvest_run"]))
-        try:
-            self.con.execute("INSERT OR REPLACE INTO raw_harvest_run BY NAME SELECT * FROM _run")
-        finally:
-            self.con.unregister("_run")
+        row = run.as_row()
+        columns = [name for name, _ in RAW_TABLES["raw_harvest_run"]]
+        self.con.execute(  # values, not an Arrow table: the first Arrow scan of a process costs 10 ms of imports
+            f"INSERT OR REPLACE INTO raw_harvest_run ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [row.get(name) for name in columns],
+        )
 
     # --- files no longer found (harvest --prune) ---------------------------------------------
 
