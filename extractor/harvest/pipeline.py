@@ -246,10 +246,13 @@ class _Loop:
     def _rebuild_due(self) -> bool:
         """Whether to write and rebuild now: a slice has completed, and the slices completed since
         the last rebuild hold a slice's worth of files (so the small first slice waits for the
-        next one); or the headers held reached their cap."""
+        next one), unless every chunk is handed out (the one rebuild at the end then covers what
+        is still in flight: at most the pool's queue and the last slice); or the headers held
+        reached their cap."""
         if self.header_bytes >= HEADER_BYTES_PER_REBUILD:
             return True
-        return self._slice_completed() and sum(self.selected[self.rebuilt : self.completed]) >= self.slice_files
+        completed = self._slice_completed() and sum(self.selected[self.rebuilt : self.completed]) >= self.slice_files
+        return completed and not self.all_selected
 
     def _slice_completed(self) -> bool:
         """Whether the oldest open slices now have every row back (they count as completed)."""
