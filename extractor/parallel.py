@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 Chunk = TypeVar("Chunk")
@@ -71,7 +72,7 @@ def run_chunks(
         nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=workers - 1) as pool,
         _result_folder() as folder,
     ):
-        in_flight: dict[Future[str], Chunk] = {}
+        in_flight: dict[Future[Any], Chunk] = {}
         while True:
             while len(in_flight) < max_in_flight and (chunk := next(pending, _NONE)) is not _NONE:
                 in_flight[pool.submit(_run_to_file, folder, function, chunk, *args)] = chunk
@@ -92,7 +93,7 @@ def run_chunks(
 _NONE = object()
 
 
-def _next_for_caller(pending: Iterator[Chunk], in_flight: dict[Future[str], Chunk]) -> Chunk | object:
+def _next_for_caller(pending: Iterator[Chunk], in_flight: dict[Future[Any], Chunk]) -> Chunk | object:
     """The oldest chunk queued in the pool that no process has started (cancelled there); else the
     next chunk not yet handed out; else `_NONE`.
 
@@ -113,35 +114,58 @@ ALIGNMENT = 64  # Arrow's buffer alignment, kept for buffers read back from a re
 @contextmanager
 def _result_folder() -> Iterator[str]:
     """A folder for the results of one `run_chunks` call, removed with whatever is left in it."""
-    root = RESULT_FOLDER_ROOT if os.path.isdir(RESULT_FOLDER_ROOT) else None
-    folder = tempfile.mkdtemp(prefix="imgomop-results-", dir=root)
+    try:
+        folder = tempfile.mkdtemp(prefix="imgomop-results-", dir=RESULT_FOLDER_ROOT)
+    except OSError:  # no /dev/shm here, or not ours to write
+        folder = tempfile.mkdtemp(prefix="imgomop-results-")
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_to_file(folder: str, function: Callable[..., Any], chunk: Any, *args: object) -> str:
-    """In a pool process: `function(chunk, *args)`, pickled into a new file in `folder`; its path.
+@dataclass(frozen=True)
+class _InFile:
+    """A result a pool process wrote to a file (see `_write_result`)."""
 
-    Pickle protocol 5 leaves large buffers (Arrow's) out of the pickle; they follow it in the
-    file, each at an aligned offset, so the caller maps them instead of copying them.
-    """
+    path: str
+
+
+def _run_to_file(folder: str, function: Callable[..., Any], chunk: Any, *args: object) -> Any:
+    """In a pool process: `function(chunk, *args)` written to a new file in `folder` (an `_InFile`);
+    when that fails (a full /dev/shm), the result itself, which then takes the pool's pipe."""
+    result = function(chunk, *args)
+    try:
+        return _InFile(_write_result(folder, result))
+    except OSError:
+        return result
+
+
+def _write_result(folder: str, result: Any) -> str:
+    """Pickle protocol 5 leaves large buffers (Arrow's) out of the pickle; they follow it in the
+    file, each at an aligned offset, so the caller maps them instead of copying them."""
     buffers: list[pickle.PickleBuffer] = []
-    head = pickle.dumps(function(chunk, *args), protocol=5, buffer_callback=buffers.append)
+    head = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
     parts = [memoryview(head), *(buffer.raw() for buffer in buffers)]
     index = struct.pack(f"<{len(parts) + 1}Q", len(parts), *(part.nbytes for part in parts))
     fd, path = tempfile.mkstemp(dir=folder)
-    with open(fd, "wb") as out:
-        out.write(index)
-        for part in parts:
-            out.write(bytes(-out.tell() % ALIGNMENT))
-            out.write(part)
+    try:
+        with open(fd, "wb") as out:
+            out.write(index)
+            for part in parts:
+                out.write(bytes(-out.tell() % ALIGNMENT))
+                out.write(part)
+    except OSError:
+        os.unlink(path)
+        raise
     return path
 
 
-def _load_result(path: str) -> Any:
-    """The result `_run_to_file` wrote to `path`; the file is removed (the mapping outlives it)."""
+def _load_result(returned: Any) -> Any:
+    """What `_run_to_file` returned, read back; a result file is removed (the mapping outlives it)."""
+    if not isinstance(returned, _InFile):
+        return returned
+    path = returned.path
     with open(path, "rb") as file:
         data = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
     os.unlink(path)

@@ -71,12 +71,28 @@ def test_pool_results_come_back_whole_through_files_that_are_then_removed(monkey
     assert list(tmp_path.iterdir()) == [], "result files or their folder were left behind"
 
 
+def _no_room(folder: str, result: object) -> str:
+    raise OSError(28, "No space left on device")
+
+
+def test_results_take_the_pipe_when_no_result_file_can_be_written(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(parallel, "RESULT_FOLDER_ROOT", str(tmp_path / "a file" / "not a folder"))
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setattr(parallel, "_write_result", _no_room)  # the pool process is forked after this
+    chunks = [list(range(start, start + 50)) for start in range(0, 50 * 8, 50)]
+    with worker_pool(2) as pool:
+        results = list(run_chunks(_arrow_chunk, iter(chunks), 2, pool=pool))
+    assert sorted(table.column("n").to_pylist() for _, table, _ in results) == chunks
+    assert {pid for pid, _, _ in results} - {os.getpid()}, "no result came from the pool process"
+
+
 def test_a_harvest_chunk_result_survives_the_trip_through_a_result_file(tmp_path) -> None:
     instances = to_arrow([{"location": "/a/1.dcm", "file_size": 10, "series_instance_uid": "1.2"}], RAW_DICOM_INSTANCE)
     errors = to_arrow([{"location": "/a/2", "error_class": "NotDicom", "message": "no DICM"}], RAW_HARVEST_ERROR)
     result = ChunkResult(instances, errors, {"/a/1.dcm": '{"00100020": {"vr": "LO"}}', "/a/3.dcm": None})
-    path = parallel._run_to_file(str(tmp_path), lambda chunk: chunk, result)
-    back = parallel._load_result(path)
+    returned = parallel._run_to_file(str(tmp_path), lambda chunk: chunk, result)
+    assert isinstance(returned, parallel._InFile)
+    back = parallel._load_result(returned)
     assert back.instances.equals(instances) and back.errors.equals(errors)
     assert back.headers == result.headers
-    assert not os.path.exists(path)
+    assert not os.path.exists(returned.path)
