@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 Chunk = TypeVar("Chunk")
@@ -111,17 +112,44 @@ RESULT_FOLDER_ROOT = "/dev/shm"  # memory-backed; the system's temp folder where
 ALIGNMENT = 64  # Arrow's buffer alignment, kept for buffers read back from a result file
 
 
+RESULT_FOLDER_PREFIX = "imgomop-results-"
+
+
 @contextmanager
 def _result_folder() -> Iterator[str]:
-    """A folder for the results of one `run_chunks` call, removed with whatever is left in it."""
+    """A folder for the results of one `run_chunks` call, removed with whatever is left in it.
+
+    Its name carries the process id, so that the folders of a process killed outright (which
+    would hold memory under /dev/shm until the next boot) are removed by the next call.
+    """
+    prefix = f"{RESULT_FOLDER_PREFIX}{os.getpid()}-"
     try:
-        folder = tempfile.mkdtemp(prefix="imgomop-results-", dir=RESULT_FOLDER_ROOT)
+        _remove_orphaned_result_folders(RESULT_FOLDER_ROOT)
+        folder = tempfile.mkdtemp(prefix=prefix, dir=RESULT_FOLDER_ROOT)
     except OSError:  # no /dev/shm here, or not ours to write
-        folder = tempfile.mkdtemp(prefix="imgomop-results-")
+        folder = tempfile.mkdtemp(prefix=prefix)
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_orphaned_result_folders(root: str) -> None:
+    """Remove the result folders under `root` whose process no longer runs."""
+    for folder in Path(root).glob(f"{RESULT_FOLDER_PREFIX}*-*"):
+        pid = folder.name.removeprefix(RESULT_FOLDER_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pyarrow as pa
@@ -96,3 +98,18 @@ def test_a_harvest_chunk_result_survives_the_trip_through_a_result_file(tmp_path
     assert back.instances.equals(instances) and back.errors.equals(errors)
     assert back.headers == result.headers
     assert not os.path.exists(returned.path)
+
+
+def test_result_folders_of_processes_that_no_longer_run_are_removed(monkeypatch, tmp_path) -> None:
+    """A process killed outright leaves its result folder (memory, under /dev/shm); the next call removes it."""
+    monkeypatch.setattr(parallel, "RESULT_FOLDER_ROOT", str(tmp_path))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    orphan = tmp_path / f"{parallel.RESULT_FOLDER_PREFIX}{ended.stdout.strip()}-x1"
+    orphan.mkdir()
+    (orphan / "result").write_bytes(b"left behind")
+    running = tmp_path / f"{parallel.RESULT_FOLDER_PREFIX}{os.getppid()}-x2"  # a process that still runs
+    running.mkdir()
+    with worker_pool(2) as pool:
+        assert len(list(run_chunks(_arrow_chunk, iter([[1], [2]]), 2, pool=pool))) == 2
+    assert not orphan.exists()
+    assert running.exists()
