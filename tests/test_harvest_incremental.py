@@ -401,6 +401,24 @@ def test_rows_carry_the_size_and_mtime_of_the_file_as_read(tmp_path: Path) -> No
     warehouse.close()
 
 
+def test_a_copy_of_a_file_an_earlier_run_harvested_is_a_duplicate(tmp_path: Path) -> None:
+    """The check first looks for the batch's UIDs alone, and runs in full only when one is found."""
+    root = _copy_sources(tmp_path / "archive")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    original = sorted(p for p in root.rglob("*") if p.is_file())[3]
+    (root / "copies").mkdir()
+    copy = root / "copies" / "again"
+    shutil.copyfile(original, copy)
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert (run.instances_added, run.errors) == (0, 1)
+    ((error_class, message),) = warehouse.con.execute(
+        "SELECT error_class, message FROM raw_harvest_error WHERE location = ?", [str(copy)]
+    ).fetchall()
+    assert error_class == "DuplicateSOPInstanceUID" and str(original) in message
+    warehouse.close()
+
+
 def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from extractor.harvest.discover import with_stat
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
@@ -185,7 +186,7 @@ class DuckDBRawWarehouse:
         with _transaction(self.con, _instances=instances, _errors=errors) as con:
             if self._replaces_rows is not False:
                 self._remove_replaced_rows(result)
-            duplicates = self._duplicate_sop_instances(run_id)
+            duplicates = self._duplicate_sop_instances(run_id, instances)
             if duplicates:
                 written = con.execute(
                     "SELECT DISTINCT series_instance_uid FROM _instances WHERE location NOT IN (SELECT location FROM _duplicates)"
@@ -195,8 +196,8 @@ class DuckDBRawWarehouse:
                 result.touched_series |= set(instances.column("series_instance_uid").unique().to_pylist())
             if errors.num_rows or duplicates:
                 con.execute(
-                    "INSERT INTO raw_harvest_error BY NAME "
-                    "SELECT * FROM _errors UNION ALL BY NAME SELECT * FROM _duplicates"
+                    "INSERT INTO raw_harvest_error BY NAME SELECT * FROM _errors"
+                    + (" UNION ALL BY NAME SELECT * FROM _duplicates" if duplicates else "")
                 )
             not_duplicate = " WHERE location NOT IN (SELECT location FROM _duplicates)" if duplicates else ""
             con.execute(
@@ -250,14 +251,33 @@ class DuckDBRawWarehouse:
         con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _locations)")
         con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _locations)")
 
-    def _duplicate_sop_instances(self, run_id: str) -> int:
-        """A SOP Instance UID already harvested from another file (or twice in this batch) is an error row."""
+    def _duplicate_sop_instances(self, run_id: str, instances: pa.Table) -> int:
+        """A SOP Instance UID already harvested from another file (or twice in this batch) is an error
+        row; their count, and the rows in the `_duplicates` table when there are any."""
+        if not self._sop_uids_may_repeat(instances):
+            return 0
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _duplicates AS "
             + duplicate_sop_rows_sql("_instances", "raw_dicom_instance", "$run_id"),
             {"run_id": run_id},
         )
         return self.con.execute("SELECT COUNT(*) FROM _duplicates").fetchone()[0]
+
+    def _sop_uids_may_repeat(self, instances: pa.Table) -> bool:
+        """Whether a SOP Instance UID of the batch is in the batch twice or in the table already.
+
+        The full check also reads the location of every row of the table (a scan reads each
+        column it projects for every row); this one reads only the UIDs, and the full check runs
+        only when it finds one.
+        """
+        uids = instances.column("sop_instance_uid")
+        if pc.count_distinct(uids).as_py() < len(uids) - uids.null_count:
+            return True
+        ((found,),) = self.con.execute(
+            "SELECT EXISTS (SELECT 1 FROM raw_dicom_instance "
+            "WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM _instances))"
+        ).fetchall()
+        return found
 
     @_retried_with_more_memory
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
