@@ -81,6 +81,18 @@ def snapshot(archive: Archive) -> dict[str, list[dict[str, Any]]]:
 VOLATILE = {"run_id", "harvested_at", "first_run_id", "last_run_id", "updated_at", "write_seq", "first_write_seq"}  # differ from run to run (batch numbers with the batching)
 
 
+def _harvested_once(tmp_path: Path) -> tuple[Path, DuckDBRawWarehouse]:
+    """The 21-file archive under tmp_path, harvested once into a warehouse there."""
+    root = _copy_sources(tmp_path / "archive")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    return root, warehouse
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
 def _copy_sources(root: Path) -> Path:
     """The 21-file archive of SOURCES, copied to root."""
     for source in SOURCES:
@@ -394,7 +406,7 @@ def test_rows_carry_the_size_and_mtime_of_the_file_as_read(tmp_path: Path) -> No
     for location, size, mtime_ns in rows:
         stat = os.stat(location)
         assert (size, mtime_ns) == (stat.st_size, stat.st_mtime_ns), location
-    touched = sorted(p for p in root.rglob("*") if p.is_file())[5]
+    touched = _files(root)[5]
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1))
     run = harvest([str(root)], warehouse, workers=1, progress=False)
     assert (run.files_seen, run.files_unchanged, run.instances_updated) == (22, 21, 1)
@@ -403,10 +415,8 @@ def test_rows_carry_the_size_and_mtime_of_the_file_as_read(tmp_path: Path) -> No
 
 def test_a_copy_of_a_file_an_earlier_run_harvested_is_a_duplicate(tmp_path: Path) -> None:
     """The check first looks for the batch's UIDs alone, and runs in full only when one is found."""
-    root = _copy_sources(tmp_path / "archive")
-    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
-    harvest([str(root)], warehouse, workers=1, progress=False)
-    original = sorted(p for p in root.rglob("*") if p.is_file())[3]
+    root, warehouse = _harvested_once(tmp_path)
+    original = _files(root)[3]
     (root / "copies").mkdir()
     copy = root / "copies" / "again"
     shutil.copyfile(original, copy)
@@ -471,10 +481,8 @@ def test_series_rebuilds_never_read_the_stored_headers(tmp_path: Path, monkeypat
 
 def test_a_header_a_stopped_run_left_missing_is_read_by_the_next_run(tmp_path: Path) -> None:
     """The first look for missing headers in a run covers the whole table, not only what it rebuilds."""
-    root = _copy_sources(tmp_path / "archive")
-    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
-    harvest([str(root)], warehouse, workers=1, progress=False)
-    changed = sorted(p for p in root.rglob("*") if p.is_file())[0]
+    root, warehouse = _harvested_once(tmp_path)
+    changed = _files(root)[0]
     warehouse.con.execute(  # every series but the one the next run rebuilds
         "UPDATE raw_dicom_series SET representative_header_json = NULL WHERE series_instance_uid <> "
         "(SELECT series_instance_uid FROM raw_dicom_instance WHERE location = ?)",
