@@ -109,10 +109,8 @@ def _next_for_caller(pending: Iterator[Chunk], in_flight: dict[Future[Any], Chun
 
 
 RESULT_FOLDER_ROOT = "/dev/shm"  # memory-backed; the system's temp folder where it is missing
+RESULT_FOLDER_PREFIX = "imgomop-results-"  # followed by the process id
 ALIGNMENT = 64  # Arrow's buffer alignment, kept for buffers read back from a result file
-
-
-RESULT_FOLDER_PREFIX = "imgomop-results-"
 
 
 @contextmanager
@@ -144,11 +142,11 @@ def _remove_orphaned_result_folders(root: str) -> None:
 
 def _process_runs(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # no signal: only whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True  # another user's
+    except PermissionError:  # it exists, and is another user's
+        pass
     return True
 
 

@@ -249,10 +249,11 @@ class _Loop:
         next one), unless every chunk is handed out (the one rebuild at the end then covers what
         is still in flight: at most the pool's queue and the last slice); or the headers held
         reached their cap."""
+        slice_completed = self._slice_completed()  # first: it keeps the count of completed slices current
         if self.header_bytes >= HEADER_BYTES_PER_REBUILD:
             return True
-        completed = self._slice_completed() and sum(self.selected[self.rebuilt : self.completed]) >= self.slice_files
-        return completed and not self.all_selected
+        enough = sum(self.selected[self.rebuilt : self.completed]) >= self.slice_files
+        return slice_completed and enough and not self.all_selected
 
     def _slice_completed(self) -> bool:
         """Whether the oldest open slices now have every row back (they count as completed)."""
