@@ -27,8 +27,8 @@ from bad_dicom import (
     build_fallback_truncations,
     build_mislabelled,
 )
-from extractor.harvest.pipeline import harvest
-from extractor.warehouses.base import HarvestRun
+from extractor.harvest.pipeline import harvest, harvest_chunk
+from extractor.warehouses.base import FileRef, HarvestRun
 from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
 
 
@@ -277,3 +277,18 @@ def test_raw_bytes_after_the_pixel_data_keep_the_pixel_data_offset(corpus: Harve
     offset = row["pixel_data_offset"]
     assert offset is not None, "pixel_data_offset is NULL for a file whose pixel data is followed by 256 zero bytes"
     assert bad.path.read_bytes()[offset : offset + 4] == PIXEL_TAG_LE
+
+
+def test_files_gone_or_unreadable_when_read_are_error_rows(tmp_path: Path) -> None:
+    """The walk does not stat, so a file can vanish, or turn out to be no file, by the time it is
+    read: an error row, with the size and mtime when the path can still be stat'ed."""
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    refs = [FileRef(str(tmp_path / "gone.dcm")), FileRef(str(folder))]
+    result = harvest_chunk(refs, "run")
+    assert result.instances.num_rows == 0
+    rows = {row["location"]: row for row in result.errors.to_pylist()}
+    assert {row["error_class"] for row in rows.values()} == {"ReadError"}
+    assert "FileNotFoundError" in rows[refs[0].location]["message"]
+    assert rows[refs[0].location]["file_size"] is None
+    assert rows[refs[1].location]["file_mtime_ns"] == folder.stat().st_mtime_ns
