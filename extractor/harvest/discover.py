@@ -67,11 +67,3 @@ def _walk(folder: str, unreadable: list[str] | None) -> Iterator[FileRef]:
         except OSError:
             continue  # vanished or unreadable between listing and its type
 
-
-def with_stat(location: str) -> FileRef:
-    """The file with its size and mtime now (None for both when it cannot be stat'ed)."""
-    try:
-        stat = os.stat(location)
-    except OSError:
-        return FileRef(location)
-    return FileRef(location, stat.st_size, stat.st_mtime_ns)

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from extractor.config import HARVEST_BATCH_SIZE
 from extractor.parallel import run_chunks, worker_pool
-from extractor.harvest.discover import check_sources, discover_files, with_stat
+from extractor.harvest.discover import check_sources, discover_files
 from extractor.harvest.header_json import header_json
 from extractor.harvest.reader import HarvestError, read_instance
-from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse
+from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse, with_stat
 from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 256  # files per task sent to a worker

@@ -6,6 +6,7 @@ The harvest loop only talks to this interface; the SQL that both writers share l
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -27,6 +28,15 @@ class FileRef(NamedTuple):
     location: str
     file_size: int | None = None
     file_mtime_ns: int | None = None
+
+
+def with_stat(location: str) -> FileRef:
+    """The file with its size and mtime now (None for both when it cannot be stat'ed)."""
+    try:
+        stat = os.stat(location)
+    except OSError:
+        return FileRef(location)
+    return FileRef(location, stat.st_size, stat.st_mtime_ns)
 
 
 @dataclass

@@ -31,8 +31,7 @@ import pyarrow.parquet as pq
 from google.cloud import bigquery
 
 from extractor.config import BigQueryTarget
-from extractor.harvest.discover import with_stat
-from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
+from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, with_stat
 from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, RAW_TABLES, Column
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,

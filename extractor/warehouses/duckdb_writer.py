@@ -14,8 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extractor.harvest.discover import with_stat
-from extractor.warehouses.base import BatchResult, FileRef, HarvestRun
+from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, with_stat
 from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
@@ -159,7 +158,7 @@ class DuckDBRawWarehouse:
             # so Python keeps the rest, and stats only those. A run finds each location once, so
             # only instance rows of earlier runs can match: their batch numbers let DuckDB skip
             # the row groups this run wrote (a first harvest then scans nothing).
-            known = self.con.execute(
+            rows = self.con.execute(
                 """
                 SELECT k.location, k.file_size, k.file_mtime_ns
                 FROM raw_dicom_instance AS k JOIN _candidates AS c ON k.location = c.location
@@ -172,7 +171,7 @@ class DuckDBRawWarehouse:
             ).fetchall()
         finally:
             self.con.unregister("_candidates")
-        known = [(location, _unchanged(location, size, mtime)) for location, size, mtime in known]
+        known = [(location, _unchanged(location, size, mtime)) for location, size, mtime in rows]
         unchanged = {location for location, same in known if same}
         # Once a selected file replaces a row, every later batch of the run looks for rows to replace.
         self._replaces_rows = bool(self._replaces_rows) or any(not same for _, same in known)
@@ -210,7 +209,8 @@ class DuckDBRawWarehouse:
         return result
 
     def _seq_before(self, run_id: str) -> int:
-        """The highest batch number written before this run (0 for none)."""
+        """The highest batch number written before this run (0 for none); the first call in a run
+        also notes whether the raw tables held any row at all."""
         if self._seq_run != run_id:
             self._seq_run = run_id
             self._write_seq = None  # read again: another writer may have written since
