@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pydicom
 import pytest
 
@@ -598,6 +600,40 @@ def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
         warehouse.close()
     assert results[0] == results[1]
     assert cached[1] < cached[0]
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc (Linux)")
+def test_pages_duckdb_has_freed_go_back_to_the_system_at_once() -> None:
+    """The writer hands back what a step freed, so the next step does not peak on top of it."""
+    con = duckdb.connect(config={"threads": 1})
+    for _ in range(3):  # jemalloc returns freed pages by itself after a second: a stalled run tries again
+        before = _resident_mb()
+        con.execute("SELECT COUNT(*) FROM (SELECT DISTINCT i FROM range(2000000) AS t(i))").fetchall()  # a large hash table, freed at the end
+        freed_but_resident = _resident_mb()
+        assert duckdb_writer.return_freed_memory()
+        after = _resident_mb()
+        if freed_but_resident - before > 40:
+            break
+    assert freed_but_resident - before > 40
+    assert after < freed_but_resident - 30
+    con.close()
+
+
+def test_freeing_memory_is_skipped_where_duckdb_has_no_jemalloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    duckdb_writer._jemalloc_control.cache_clear()
+    monkeypatch.setitem(sys.modules, "_duckdb", object())  # a build without the allocator's controls
+    monkeypatch.delitem(sys.modules, "duckdb.duckdb", raising=False)
+    try:
+        assert duckdb_writer.return_freed_memory() is False
+    finally:
+        monkeypatch.undo()
+        duckdb_writer._jemalloc_control.cache_clear()
+    assert duckdb_writer.return_freed_memory() is True
 
 
 def _prune_archive(tmp_path: Path) -> tuple[Path, DuckDBRawWarehouse]:

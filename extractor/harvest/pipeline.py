@@ -269,6 +269,10 @@ class _Loop:
         errors = pa.concat_tables([r.errors for r in self.pending])
         self.pending = []
         written = self.warehouse.write_batch(self.run.run_id, instances, errors)
+        del instances, errors
+        # Arrow's allocator keeps freed memory for reuse; a batch's rows are freed now, and the
+        # series rebuild that may come next would otherwise peak on top of them.
+        pa.default_memory_pool().release_unused()
         self.run.instances_added += written.instances_added
         self.run.instances_updated += written.instances_updated
         self.run.errors += written.errors

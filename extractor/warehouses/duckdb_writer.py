@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +94,32 @@ def _transaction(con: duckdb.DuckDBPyConnection, **views: pa.Table) -> Iterator[
     finally:
         for name in views:
             con.unregister(name)
+
+
+@functools.cache
+def _jemalloc_control() -> Callable[..., int] | None:
+    """jemalloc's `mallctl` inside DuckDB's compiled module: DuckDB's Linux builds link jemalloc in,
+    under this prefix. None where it is not there (other systems, other builds)."""
+    module = sys.modules.get("_duckdb") or sys.modules.get("duckdb.duckdb")
+    try:
+        return ctypes.CDLL(module.__file__).duckdb_je_mallctl  # type: ignore[union-attr]
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+def return_freed_memory() -> bool:
+    """Give the pages DuckDB has freed back to the system now; False where this cannot be done.
+
+    DuckDB's jemalloc keeps freed pages for a second before it returns them, so the pages of a
+    write's or a rebuild's working set were still resident while the next step allocated its
+    own: peak memory stacked steps instead of being the largest of them, and the longer the
+    harvest, the more steps fell inside that second (measured: 13 MB of the growth from 2,000 to
+    20,000 files).
+    """
+    control = _jemalloc_control()
+    if control is None:
+        return False
+    return control(b"arena.4096.purge", None, None, None, 0) == 0  # 4096: every arena (MALLCTL_ARENAS_ALL)
 
 
 def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
@@ -206,6 +234,7 @@ class DuckDBRawWarehouse:
             )
         result.errors = errors.num_rows + duplicates
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
+        return_freed_memory()
         return result
 
     def _seq_before(self, run_id: str) -> int:
@@ -297,6 +326,7 @@ class DuckDBRawWarehouse:
             con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
         self._unrebuilt_since, self._rebuilt, self._refreshed_run = None, True, run_id
         self._drop_cached_blocks()
+        return_freed_memory()
 
     def _rebuild_bound(self) -> int | None:
         """The lowest write_seq an instance row of a touched series can have; None: scan them all.
