@@ -267,3 +267,34 @@ def test_both_load_encodings_carry_the_same_values() -> None:
     assert [r["f"] for r in back] == [r["f"] for r in rows]
     assert [None if r["t"] is None else r["t"].replace(tzinfo=None) for r in back] == [r["t"] for r in rows]
     assert str(pq.read_schema(io.BytesIO(buffer.getvalue())).field("t").type) == "timestamp[us, tz=UTC]"
+
+
+def test_rebuilds_look_for_missing_headers_in_the_whole_table_once_per_run(
+    bigquery_emulator: str, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first rebuild of a run, only the rows each rebuild wrote are looked at: a query of
+    the header column is billed for the whole column. The headers still match DuckDB's."""
+    monkeypatch.setattr(pipeline, "CHUNK_FILES", 2)
+    target, duck = _warehouses(bigquery_emulator, tmp_path)
+    bq = BigQueryRawWarehouse(target)
+    queries: list[str] = []
+    real_query = bq._query
+
+    def recording(sql: str):
+        queries.append(sql)
+        return real_query(sql)
+
+    monkeypatch.setattr(bq, "_query", recording)
+    slices = {"slice_files": 3, "batch_size": 2}
+    for warehouse in (bq, duck):
+        try:
+            run = harvest([str(archive)], warehouse, workers=1, progress=False, **slices)
+        finally:
+            warehouse.close()
+        assert run.status == "completed"
+    series_table = f"`{target.project}.{target.identified_dataset}.raw_dicom_series`"
+    header_checks = [sql for sql in queries if "representative_header_json IS NULL" in sql]
+    assert len([sql for sql in queries if "_new_series` AS" in sql]) > 3  # rebuilds
+    assert [sql for sql in header_checks if series_table in sql] == header_checks[:1]
+    assert len(header_checks) > 3  # the later ones read only each rebuild's own staging table
+    _assert_same_tables(target, duck.path)

@@ -41,6 +41,7 @@ from extractor.warehouses.series_sql import (
     new_series_rows_sql,
     prune_rows,
     series_counts_sql,
+    series_without_header_sql,
     unbuilt_series_sql,
 )
 
@@ -210,6 +211,8 @@ class BigQueryRawWarehouse:
         self._staged: set[str] = set()
         self._stage_count = 0
         self._found: list[str] = []  # staging tables of the locations this run found (harvest --prune)
+        self._headers_checked = False  # whether series_without_header has looked at the whole table
+        self._rebuilt_without_header: list[tuple[str, str]] = []  # rows the last rebuild wrote without a header
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -402,6 +405,8 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
                     f"SELECT * FROM {new_series}",
                 )
             )
+            if self._headers_checked:  # the rest of the table was looked at already (series_without_header)
+                self._rebuilt_without_header = self._rows_without_header(new_series)
         finally:
             self._drop_stages(self._staged - staged_before)
 
@@ -414,11 +419,18 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
         return row["added"], row["updated"]
 
     def series_without_header(self) -> list[tuple[str, str]]:
-        rows = self._query(
-            f"SELECT series_instance_uid, representative_location FROM {self._table('raw_dicom_series')} "
-            "WHERE representative_header_json IS NULL ORDER BY 1"
-        )
-        return [(row[0], row[1]) for row in rows]
+        """Series whose header is missing. Called after each rebuild: the first time it looks at
+        the whole table (a stopped run can leave some), then only at the rows the last rebuild
+        wrote: a query of the header column is billed for the whole column, which grows with the
+        archive."""
+        if not self._headers_checked:
+            self._headers_checked = True
+            return self._rows_without_header(self._table("raw_dicom_series"))
+        rows, self._rebuilt_without_header = self._rebuilt_without_header, []
+        return rows
+
+    def _rows_without_header(self, series: str) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in self._query(series_without_header_sql(series))]
 
     def set_series_headers(self, headers: dict[str, str | None]) -> None:
         if not headers:

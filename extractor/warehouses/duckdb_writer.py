@@ -26,6 +26,7 @@ from extractor.warehouses.series_sql import (
     new_series_rows_sql,
     prune_rows,
     series_counts_sql,
+    series_without_header_sql,
     unbuilt_series_sql,
 )
 
@@ -380,11 +381,7 @@ class DuckDBRawWarehouse:
         rebuild wrote (a test of the header column reads it whole, and it grows with the archive)."""
         whole = self._headers_checked_run != self._refreshed_run
         self._headers_checked_run = self._refreshed_run
-        table = "raw_dicom_series" if whole else "_new_series"
-        return self.con.execute(
-            f"SELECT series_instance_uid, representative_location FROM {table} "
-            "WHERE representative_header_json IS NULL ORDER BY 1"
-        ).fetchall()
+        return self.con.execute(series_without_header_sql("raw_dicom_series" if whole else "_new_series")).fetchall()
 
     @_retried_with_more_memory
     def set_series_headers(self, headers: dict[str, str | None]) -> None:

@@ -79,6 +79,14 @@ SELECT {", ".join(columns)} FROM (
 """
 
 
+def series_without_header_sql(series: str) -> str:
+    """(series UID, representative location) of the rows of `series` that have no header JSON."""
+    return (
+        f"SELECT series_instance_uid, representative_location FROM {series} "
+        "WHERE representative_header_json IS NULL ORDER BY 1"
+    )
+
+
 def unbuilt_series_sql(instance: str, series: str) -> str:
     """Series UIDs with instance rows and no series row."""
     return f"""
