@@ -118,13 +118,15 @@ def _result_folder() -> Iterator[str]:
     """A folder for the results of one `run_chunks` call, removed with whatever is left in it.
 
     Its name carries the process id, so that the folders of a process killed outright (which
-    would hold memory under /dev/shm until the next boot) are removed by the next call.
+    would hold memory under /dev/shm until the next boot, or disk space in the temp folder) are
+    removed by the next call.
     """
     prefix = f"{RESULT_FOLDER_PREFIX}{os.getpid()}-"
     try:
         _remove_orphaned_result_folders(RESULT_FOLDER_ROOT)
         folder = tempfile.mkdtemp(prefix=prefix, dir=RESULT_FOLDER_ROOT)
     except OSError:  # no /dev/shm here, or not ours to write
+        _remove_orphaned_result_folders(tempfile.gettempdir())
         folder = tempfile.mkdtemp(prefix=prefix)
     try:
         yield folder

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import pyarrow as pa
@@ -100,9 +101,15 @@ def test_a_harvest_chunk_result_survives_the_trip_through_a_result_file(tmp_path
     assert not os.path.exists(returned.path)
 
 
-def test_result_folders_of_processes_that_no_longer_run_are_removed(monkeypatch, tmp_path) -> None:
-    """A process killed outright leaves its result folder (memory, under /dev/shm); the next call removes it."""
-    monkeypatch.setattr(parallel, "RESULT_FOLDER_ROOT", str(tmp_path))
+@pytest.mark.parametrize("where", ["/dev/shm", "temp folder"])
+def test_result_folders_of_processes_that_no_longer_run_are_removed(monkeypatch, tmp_path, where) -> None:
+    """A process killed outright leaves its result folder (memory under /dev/shm, or disk in the
+    temp folder where /dev/shm cannot be used); the next call removes it."""
+    if where == "/dev/shm":
+        monkeypatch.setattr(parallel, "RESULT_FOLDER_ROOT", str(tmp_path))
+    else:
+        monkeypatch.setattr(parallel, "RESULT_FOLDER_ROOT", str(tmp_path / "no such folder"))
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     orphan = tmp_path / f"{parallel.RESULT_FOLDER_PREFIX}{ended.stdout.strip()}-x1"
     orphan.mkdir()
