@@ -208,13 +208,17 @@ def test_harvest_into_emulator_matches_duckdb(
     assert _bq_count(target, "raw_harvest_run") == 3
     assert _bq_tables(target) == sorted(RAW_TABLES)
 
-    # files disappear: --prune removes their rows and rebuilds their series, as in DuckDB
+    # files disappear: --prune removes their rows and rebuilds their series, as in DuckDB;
+    # the copy of a removed file is read in its place
     (archive / "notes.txt").unlink()
     (archive / "d1" / sorted(os.listdir(archive / "d1"))[0]).unlink()
+    changed.unlink()
     fourth = _run([str(archive)], BigQueryRawWarehouse(target), prune=True)
     assert fourth == _run([str(archive)], DuckDBRawWarehouse(duck_path), prune=True)
-    assert fourth["files_removed"] == 2 and fourth["files_seen"] == third["files_seen"] - 2
+    assert fourth["files_removed"] == 3 and fourth["files_seen"] == third["files_seen"] - 3
+    assert fourth["instances_added"] == 1  # zz_copy_of_ct.dcm
     _assert_same_tables(target, duck_path)
+    assert str(archive / "zz_copy_of_ct.dcm") in {r["location"] for r in _bq_rows(target, "raw_dicom_instance")}
     assert _bq_tables(target) == sorted(RAW_TABLES)
 
 

@@ -686,6 +686,34 @@ def test_prune_removes_the_rows_of_files_no_longer_found_and_rebuilds_their_seri
     warehouse.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prune_reads_a_copy_of_a_removed_file_in_its_place(tmp_path: Path, workers: int) -> None:
+    """Copies of a harvested file are duplicate-SOP error rows; once the file itself is gone, the
+    first copy holds the instance (read in the same run), the other stays a duplicate of it."""
+    root, warehouse = _harvested_once(tmp_path)
+    original = _files(root)[0]
+    copies = [shutil.copy2(original, root / f"zz_copy_{n}.dcm") for n in (1, 2)]
+    harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert {str(c) for c in copies} <= _locations(warehouse, "raw_harvest_error")
+    series_uid = series_of(None, original)  # type: ignore[arg-type]
+    count_before = _series_rows(warehouse)[series_uid][0]
+    original.unlink()
+
+    run = harvest([str(root)], warehouse, workers=workers, progress=False, prune=True)
+    assert (run.files_removed, run.instances_added, run.errors) == (1, 1, 1)
+    assert run.files_seen == len(_files(root)) and run.files_unchanged == run.files_seen - 2  # both copies read
+    instances, errors = _locations(warehouse, "raw_dicom_instance"), _locations(warehouse, "raw_harvest_error")
+    assert str(copies[0]) in instances and str(copies[0]) not in errors and str(original) not in instances
+    ((message,),) = warehouse.con.execute("SELECT message FROM raw_harvest_error WHERE location = ?", [str(copies[1])]).fetchall()
+    assert message.endswith(f"is already harvested from {copies[0]}")
+    assert _series_rows(warehouse)[series_uid][0] == count_before
+    assert _headers_match_their_representatives(warehouse) == []
+
+    run = harvest([str(root)], warehouse, workers=workers, progress=False, prune=True)
+    assert run.files_removed == run.instances_added == 0 and run.files_unchanged == run.files_seen
+    warehouse.close()
+
+
 def test_prune_leaves_other_sources_and_unreadable_folders_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root, warehouse = _prune_archive(tmp_path)
     ct, unreadable = root / "dicomdirtests_98892001", root / "dicomdirtests_77654033"

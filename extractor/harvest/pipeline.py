@@ -224,7 +224,8 @@ class _Loop:
         self._rebuild_series()
 
     def _selected_chunks(self, slices: Iterable[list[FileRef]]) -> Iterator[tuple[int, list[FileRef]]]:
-        for number, files in enumerate(slices):
+        self.all_selected = False
+        for number, files in enumerate(slices, start=len(self.selected)):  # numbers go on across calls
             if self.remember_found:
                 self.warehouse.remember_found(self.run.run_id, files)
             changed = self.warehouse.select_changed(self.run.run_id, files)
@@ -279,11 +280,22 @@ class _Loop:
         self.touched_series |= written.touched_series
 
     def remove_missing(self, roots: list[str], unreadable: list[str]) -> None:
-        """Remove the rows of files the walk did not find, and rebuild (or drop) their series."""
+        """Remove the rows of files the walk did not find, and rebuild (or drop) their series.
+
+        A copy of a removed file (an error row: it repeated the removed file's SOP instance) is
+        read now, in its place; the walk counted it as seen already, and as unchanged unless the
+        run had read it.
+        """
         removed = self.warehouse.remove_missing(self.run.run_id, roots, unreadable)
         self.run.files_removed = removed.files_removed
         self.touched_series |= removed.touched_series
         self._rebuild_series()
+        if removed.released_duplicates:
+            copies = [FileRef(location) for location in removed.released_duplicates]
+            self.remember_found = False  # found by the walk already
+            self.harvest([copies])
+            self.run.files_seen -= len(copies)
+            self.run.files_unchanged -= removed.released_unchanged
 
     def _hold_headers(self, headers: dict[str, str | None]) -> None:
         self.headers.update(headers)

@@ -66,6 +66,13 @@ class BatchResult:
     errors: int = 0
     touched_series: set[str] = field(default_factory=set)  # series that gained, changed or lost an instance
     files_removed: int = 0
+    released_duplicates: list[str] = field(default_factory=list)  # copies of removed files, to read in their place
+    released_unchanged: int = 0  # how many of those the run had skipped as unchanged (not read)
+
+    def note_released(self, rows: list[tuple[str, str]], run_id: str) -> None:
+        """Note the (location, run_id) rows of `released_duplicates_sql`."""
+        self.released_duplicates = sorted(location for location, _ in rows)
+        self.released_unchanged = sum(row_run != run_id for _, row_run in rows)  # rows of this run: read by it
 
 
 class RawWarehouse(Protocol):
@@ -107,7 +114,10 @@ class RawWarehouse(Protocol):
 
     def remove_missing(self, run_id: str, roots: list[str], unreadable: list[str]) -> BatchResult:
         """Delete the instance and error rows under the roots (folders, or files) of locations this
-        run did not find, except under folders it could not list; return how many and their series."""
+        run did not find, except under folders it could not list; return how many and their series.
+
+        A file whose row said it repeats the SOP instance of a deleted file loses that row too, and
+        comes back in `released_duplicates`, for the harvest to read in its place."""
 
     def close(self) -> None: ...
 

@@ -40,6 +40,7 @@ from extractor.warehouses.series_sql import (
     missing_locations_sql,
     new_series_rows_sql,
     prune_rows,
+    released_duplicates_sql,
     series_counts_sql,
     series_without_header_sql,
     unbuilt_series_sql,
@@ -491,9 +492,12 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
             )
             result.touched_series = {row["series_instance_uid"] for row in rows}
             result.files_removed = next(iter(self._query(f"SELECT COUNT(*) AS n FROM {gone}")))["n"]
-            for table in ("raw_harvest_error", "raw_dicom_instance"):
+            released = self._table(self._create_stage_as("released", released_duplicates_sql(self._table("raw_harvest_error"), gone)))
+            result.note_released([(row[0], row[1]) for row in self._query(f"SELECT location, run_id FROM {released}")], run_id)
+            for table, removed in (("raw_harvest_error", f"(SELECT location FROM {gone} UNION ALL SELECT location FROM {released})"),
+                                   ("raw_dicom_instance", gone)):
                 self._query(
-                    f"MERGE {self._table(table)} AS t USING {gone} AS s ON t.location = s.location WHEN MATCHED THEN DELETE"
+                    f"MERGE {self._table(table)} AS t USING {removed} AS s ON t.location = s.location WHEN MATCHED THEN DELETE"
                 )
         finally:
             self._drop_stages((self._staged - staged_before) | set(self._found))

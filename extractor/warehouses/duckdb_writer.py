@@ -25,6 +25,7 @@ from extractor.warehouses.series_sql import (
     missing_locations_sql,
     new_series_rows_sql,
     prune_rows,
+    released_duplicates_sql,
     series_counts_sql,
     series_without_header_sql,
     unbuilt_series_sql,
@@ -435,8 +436,12 @@ class DuckDBRawWarehouse:
             ).fetchall()
             result.touched_series = {row[0] for row in series}
             result.files_removed = con.execute("SELECT COUNT(*) FROM _gone").fetchone()[0]
+            result.note_released(con.execute(released_duplicates_sql("raw_harvest_error", "_gone")).fetchall(), run_id)
             con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
-            con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone)")
+            con.execute(
+                "DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone) OR location IN (SELECT unnest(?::VARCHAR[]))",
+                [result.released_duplicates],
+            )
         return result
 
     def close(self) -> None:

@@ -105,6 +105,9 @@ WHERE last_run_id = {run_id_param}
 """
 
 
+DUPLICATE_KEPT_FROM = " is already harvested from "  # in a duplicate's error message, before the file kept
+
+
 def duplicate_sop_rows_sql(batch: str, instance: str, run_id_sql: str, replaced_locations: str | None = None) -> str:
     """Error rows for the batch's files whose SOP Instance UID is already harvested from another
     file, or appears twice in the batch (the lowest location keeps the instance).
@@ -135,7 +138,7 @@ clash AS (
 )
 SELECT location, file_size, file_mtime_ns,
        'DuplicateSOPInstanceUID' AS error_class,
-       CONCAT('SOPInstanceUID ', sop_instance_uid, ' is already harvested from ', kept_location) AS message,
+       CONCAT('SOPInstanceUID ', sop_instance_uid, '{DUPLICATE_KEPT_FROM}', kept_location) AS message,
        {run_id_sql} AS run_id, CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS recorded_at
 FROM clash
 """
@@ -154,6 +157,20 @@ SELECT t.location FROM {table} AS t
 WHERE EXISTS (SELECT 1 FROM {roots} AS r WHERE t.location = r.root OR STARTS_WITH(t.location, r.prefix))
   AND NOT EXISTS (SELECT 1 FROM {skipped} AS u WHERE STARTS_WITH(t.location, u.prefix))
   AND t.location NOT IN (SELECT location FROM {found})
+"""
+
+
+def released_duplicates_sql(errors: str, gone: str) -> str:
+    """(location, run_id) of the duplicate-SOP error rows whose kept file is among the `gone`
+    locations (and which are not gone themselves): with the kept file deleted, such a copy is the instance's only
+    file, and the harvest reads it in its place."""
+    marker = f"'{DUPLICATE_KEPT_FROM}'"
+    return f"""
+SELECT e.location, e.run_id FROM {errors} AS e
+WHERE e.error_class = 'DuplicateSOPInstanceUID'
+  AND STRPOS(e.message, {marker}) > 0
+  AND SUBSTR(e.message, STRPOS(e.message, {marker}) + LENGTH({marker})) IN (SELECT location FROM {gone})
+  AND e.location NOT IN (SELECT location FROM {gone})
 """
 
 
