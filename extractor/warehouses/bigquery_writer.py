@@ -492,10 +492,12 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
             )
             result.touched_series = {row["series_instance_uid"] for row in rows}
             result.files_removed = next(iter(self._query(f"SELECT COUNT(*) AS n FROM {gone}")))["n"]
-            released = self._table(self._create_stage_as("released", released_duplicates_sql(self._table("raw_harvest_error"), gone)))
-            result.note_released([(row[0], row[1]) for row in self._query(f"SELECT location, run_id FROM {released}")], run_id)
-            for table, removed in (("raw_harvest_error", f"(SELECT location FROM {gone} UNION ALL SELECT location FROM {released})"),
-                                   ("raw_dicom_instance", gone)):
+            errors = self._table("raw_harvest_error")
+            released = self._table(self._create_stage_as("released", released_duplicates_sql(errors, gone)))
+            released_rows = self._query(f"SELECT location, run_id FROM {released}")
+            result.note_released([(row[0], row[1]) for row in released_rows], run_id)
+            removed_errors = f"(SELECT location FROM {gone} UNION ALL SELECT location FROM {released})"
+            for table, removed in (("raw_harvest_error", removed_errors), ("raw_dicom_instance", gone)):
                 self._query(
                     f"MERGE {self._table(table)} AS t USING {removed} AS s ON t.location = s.location WHEN MATCHED THEN DELETE"
                 )

@@ -104,9 +104,13 @@ def _jemalloc_control() -> Callable[..., int] | None:
     under this prefix. None where it is not there (other systems, other builds)."""
     module = sys.modules.get("_duckdb") or sys.modules.get("duckdb.duckdb")
     try:
-        return ctypes.CDLL(module.__file__).duckdb_je_mallctl  # type: ignore[union-attr]
+        control = ctypes.CDLL(module.__file__).duckdb_je_mallctl  # type: ignore[union-attr]
     except (AttributeError, OSError, TypeError):
         return None
+    # int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
+    control.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    control.restype = ctypes.c_int
+    return control
 
 
 def return_freed_memory() -> bool:
@@ -439,7 +443,8 @@ class DuckDBRawWarehouse:
             result.note_released(con.execute(released_duplicates_sql("raw_harvest_error", "_gone")).fetchall(), run_id)
             con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
             con.execute(
-                "DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone) OR location IN (SELECT unnest(?::VARCHAR[]))",
+                "DELETE FROM raw_harvest_error "
+                "WHERE location IN (SELECT location FROM _gone) OR location IN (SELECT unnest(?::VARCHAR[]))",
                 [result.released_duplicates],
             )
         return result
