@@ -602,6 +602,40 @@ def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
     assert cached[1] < cached[0]
 
 
+def test_the_writer_opens_its_file_again_every_so_many_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB's metadata for the rows a connection wrote grows with them; a new connection drops it.
+    What is written is the same, a fallback memory limit holds across, and a pruning run keeps its
+    connection (its found locations are a temporary table)."""
+    root = _copy_sources(tmp_path / "archive")
+    results, opened = [], []
+    real_connect = duckdb_writer.connect_raw
+    monkeypatch.setattr(duckdb_writer, "connect_raw", lambda path: opened.append(path) or real_connect(path))
+    for rows_per_connection in (10**9, 4):
+        monkeypatch.setattr(duckdb_writer, "ROWS_PER_CONNECTION", rows_per_connection)
+        warehouse = DuckDBRawWarehouse(tmp_path / f"rows-{rows_per_connection}.duckdb")
+        warehouse.memory_limit = "300MB"  # as after a step that ran out of the harvest's limit
+        warehouse.con.execute("SET memory_limit = '300MB'")
+        opened.clear()
+        harvest([str(root)], warehouse, workers=1, progress=False, slice_files=4, batch_size=2)
+        assert (len(opened) >= 3) if rows_per_connection == 4 else opened == []  # 21 rows, a new connection per 4 or so
+        ((limit,),) = warehouse.con.execute("SELECT current_setting('memory_limit')").fetchall()
+        assert limit == "286.1 MiB"  # 300 MB
+        results.append((_table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
+                        _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE)))
+        if rows_per_connection == 4:
+            first, second = sorted(os.listdir(root))[:2]
+            gone = len(_files(root / first))
+            (root / first).rename(tmp_path / "moved")  # a folder goes
+            for n, path in enumerate(_files(root / second)):  # and new files come, written in several batches
+                rewrite(path, root / f"new_{n}.dcm", SOPInstanceUID=pydicom.uid.generate_uid())
+            opened.clear()
+            run = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=4, batch_size=2, prune=True)
+            assert run.instances_added > 4 and opened == []
+            assert run.files_removed == gone
+        warehouse.close()
+    assert results[0] == results[1]
+
+
 def _resident_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

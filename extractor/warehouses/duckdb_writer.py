@@ -49,6 +49,10 @@ ROW_GROUP_SIZE = 2048
 DECLARED_KEYS = {"raw_harvest_run"}
 # Blocks cached between slices beyond this are dropped (see _drop_cached_blocks).
 CACHE_KEPT_BYTES = 32 * 1024 * 1024
+# DuckDB keeps, for as long as a database stays attached, about 70 bytes of metadata (outside its
+# memory limit) for every row it has written: 14 MB after 200,000 files, and it would go on
+# growing with the archive. Opening the file again drops it (see _reconnect_if_due).
+ROWS_PER_CONNECTION = 50_000
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
 # the step that ran out is rolled back and run again with the next of these, for the rest of the run.
 FALLBACK_MEMORY_LIMITS = ("256MB", "2GB")
@@ -161,6 +165,7 @@ class DuckDBRawWarehouse:
         self._rebuilt = False  # whether this writer has rebuilt series (its first rebuild scans everything)
         self._refreshed_run: str | None = None  # the run of the last series rebuild (its rows are in _new_series)
         self._headers_checked_run: str | None = None  # the run for which series_without_header looked at the whole table
+        self._rows_since_connect = 0  # rows written through this connection (see ROWS_PER_CONNECTION)
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -215,6 +220,8 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
+        self._reconnect_if_due()
+        self._rows_since_connect += instances.num_rows + errors.num_rows
         result = BatchResult()
         with _transaction(self.con, _instances=instances, _errors=errors) as con:
             if self._replaces_rows is not False:
@@ -242,6 +249,20 @@ class DuckDBRawWarehouse:
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return_freed_memory()
         return result
+
+    def _reconnect_if_due(self) -> None:
+        """Open the file again once this connection has written ROWS_PER_CONNECTION rows.
+
+        Called before a write: the temporary tables a rebuild leaves are read by then, and a
+        run that prunes keeps its connection (its found locations are a temporary table).
+        """
+        if self._rows_since_connect < ROWS_PER_CONNECTION or self._found_run is not None:
+            return
+        self.con.close()
+        self.con = connect_raw(self.path)
+        if self.memory_limit != HARVEST_CONFIG["memory_limit"]:  # a fallback limit holds for the rest of the run
+            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        self._rows_since_connect = 0
 
     def _seq_before(self, run_id: str) -> int:
         """The highest batch number written before this run (0 for none); the first call in a run
