@@ -105,6 +105,7 @@ WHERE last_run_id = {run_id_param}
 """
 
 
+DUPLICATE_ERROR_CLASS = "DuplicateSOPInstanceUID"
 DUPLICATE_KEPT_FROM = " is already harvested from "  # in a duplicate's error message, before the file kept
 
 
@@ -137,7 +138,7 @@ clash AS (
     WHERE e.location IS NOT NULL OR b.location <> r.first_location
 )
 SELECT location, file_size, file_mtime_ns,
-       'DuplicateSOPInstanceUID' AS error_class,
+       '{DUPLICATE_ERROR_CLASS}' AS error_class,
        CONCAT('SOPInstanceUID ', sop_instance_uid, '{DUPLICATE_KEPT_FROM}', kept_location) AS message,
        {run_id_sql} AS run_id, CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS recorded_at
 FROM clash
@@ -162,12 +163,12 @@ WHERE EXISTS (SELECT 1 FROM {roots} AS r WHERE t.location = r.root OR STARTS_WIT
 
 def released_duplicates_sql(errors: str, gone: str) -> str:
     """(location, run_id) of the duplicate-SOP error rows whose kept file is among the `gone`
-    locations (and which are not gone themselves): with the kept file deleted, such a copy is the instance's only
-    file, and the harvest reads it in its place."""
+    locations (and which are not gone themselves): with the kept file deleted, such a copy is the
+    instance's only file, and the harvest reads it in its place."""
     marker = f"'{DUPLICATE_KEPT_FROM}'"
     return f"""
 SELECT e.location, e.run_id FROM {errors} AS e
-WHERE e.error_class = 'DuplicateSOPInstanceUID'
+WHERE e.error_class = '{DUPLICATE_ERROR_CLASS}'
   AND STRPOS(e.message, {marker}) > 0
   AND SUBSTR(e.message, STRPOS(e.message, {marker}) + LENGTH({marker})) IN (SELECT location FROM {gone})
   AND e.location NOT IN (SELECT location FROM {gone})
