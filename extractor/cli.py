@@ -58,7 +58,7 @@ def _load(config_path: Path | None):
 def harvest(
     sources: Annotated[list[str], typer.Argument(help="Folders or files to harvest (searched recursively; any file name).")],
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Processes reading headers, this one included (default: one per CPU core).")] = None,
-    prune: Annotated[bool, typer.Option("--prune", help="After a complete walk, remove the rows of files under the sources that were not found (deleted or moved) and rebuild their series; a copy of a removed file (a duplicate SOP instance) is read in its place. Folders that cannot be listed are left alone.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="After a complete walk, remove the rows of files under the sources that were not found (deleted or moved) and rebuild their series; a copy of a removed file (a duplicate SOP instance error) is read in its place, and so is any copy whose named file no longer holds its instance. Folders that cannot be listed are left alone.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Read DICOM headers (never pixel data) into the raw tables of the identified warehouse.

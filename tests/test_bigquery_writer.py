@@ -198,10 +198,18 @@ def test_harvest_into_emulator_matches_duckdb(
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
     # and a new file repeats a SOP instance harvested in an earlier run
     shutil.copy2(TEST_FILES / "rtplan.dcm", archive / "rtplan_again.dcm")
+    # and the file that held the MR instance now holds another: the first of its copies takes it
+    kept_mr = archive / "d0" / "MR_small_implicit.dcm"
+    ds = pydicom.dcmread(kept_mr)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(kept_mr)
+    os.utime(kept_mr, ns=(kept_mr.stat().st_atime_ns, kept_mr.stat().st_mtime_ns + 10**9))
     third = _run([str(archive)], BigQueryRawWarehouse(target))
     assert third == _run([str(archive)], DuckDBRawWarehouse(duck_path))
-    assert third["instances_updated"] == 1 and third["instances_added"] == 0 and third["errors"] == 1
-    assert third["series_updated"] == 1 and third["series_added"] == 0
+    # updated: CT_small and the MR; added: MR_small.dcm; errors: rtplan_again and MR_small_bigendian
+    assert third["instances_updated"] == 2 and third["instances_added"] == 1 and third["errors"] == 2
+    assert str(archive / "d1" / "MR_small.dcm") in {r["location"] for r in _bq_rows(target, "raw_dicom_instance")}
+    assert third["series_updated"] == 2 and third["series_added"] == 0
     _assert_same_tables(target, duck_path)
     names = {r["location"]: r["patient_name"] for r in _bq_rows(target, "raw_dicom_instance")}
     assert names[str(changed)] == "Changed^Name"

@@ -748,6 +748,104 @@ def test_prune_reads_a_copy_of_a_removed_file_in_its_place(tmp_path: Path, worke
     warehouse.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_copy_takes_the_place_of_a_kept_file_that_no_longer_holds_its_instance(tmp_path: Path, workers: int) -> None:
+    """Copies stay duplicates while their kept file holds the SOP instance; once it holds another
+    one (rewritten) or none (unreadable), the first copy is read again and holds it, whether the
+    walk passes it before or after the kept file."""
+    root, warehouse = _harvested_once(tmp_path)
+    original = _files(root)[0]
+    sop_uid = pydicom.dcmread(original, stop_before_pixels=True).SOPInstanceUID
+    first, second = (shutil.copy2(original, root / name) for name in ("0_copy.dcm", "zz_copy.dcm"))
+    assert first < original < second  # in walk order
+    harvest([str(root)], warehouse, workers=workers, progress=False)
+    series_uid = series_of(None, original)  # type: ignore[arg-type]
+    count_before = _series_rows(warehouse)[series_uid][0]
+
+    def instance_at(location: Path) -> str | None:
+        rows = warehouse.con.execute("SELECT sop_instance_uid FROM raw_dicom_instance WHERE location = ?", [str(location)])
+        return next(iter(rows.fetchall()), (None,))[0]
+
+    def kept_by(copy: Path) -> str:
+        ((message,),) = warehouse.con.execute("SELECT message FROM raw_harvest_error WHERE location = ?", [str(copy)]).fetchall()
+        return message.split(" is already harvested from ")[1]
+
+    rewrite(original, PatientName="Same^Instance")  # still holds it: the copies are not read again
+    run = harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert (run.instances_updated, run.instances_added, run.errors) == (1, 0, 0)
+    assert run.files_unchanged == run.files_seen - 1
+    assert kept_by(first) == kept_by(second) == str(original)
+
+    rewrite(original, SOPInstanceUID=pydicom.uid.generate_uid())
+    run = harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert (run.instances_updated, run.instances_added, run.errors) == (1, 1, 1)
+    assert run.files_seen == len(_files(root)) and run.files_unchanged == run.files_seen - 3
+    assert instance_at(first) == sop_uid and instance_at(original) not in (None, sop_uid)
+    assert kept_by(second) == str(first)
+    assert _series_rows(warehouse)[series_uid][0] == count_before + 1
+    assert _headers_match_their_representatives(warehouse) == []
+
+    first.write_bytes(first.read_bytes()[:200])  # the file holding it now is an error
+    run = harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert (run.instances_updated, run.instances_added, run.errors) == (0, 1, 1)
+    assert instance_at(second) == sop_uid and instance_at(first) is None
+    assert _series_rows(warehouse)[series_uid][0] == count_before + 1
+
+    run = harvest([str(root)], warehouse, workers=workers, progress=False)
+    assert (run.instances_added, run.errors) == (0, 0) and run.files_unchanged == run.files_seen
+    warehouse.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_copy_found_in_the_run_that_rewrites_its_kept_file_ends_as_the_instance(tmp_path: Path, workers: int) -> None:
+    """The new copy is written (a duplicate) batches before its kept file is replaced: it is read
+    again at the end, and the run counts it once, as an instance and not as an error."""
+    root, warehouse = _harvested_once(tmp_path)
+    original = _files(root)[-1]
+    copy = shutil.copy2(original, root / "0_copy.dcm")
+    rewrite(original, SOPInstanceUID=pydicom.uid.generate_uid())
+    run = harvest([str(root)], warehouse, workers=workers, progress=False, batch_size=1, slice_files=1)
+    assert (run.instances_updated, run.instances_added, run.errors) == (1, 1, 0)
+    assert run.files_unchanged == run.files_seen - 2
+    assert str(copy) in _locations(warehouse, "raw_dicom_instance")
+    assert str(copy) not in _locations(warehouse, "raw_harvest_error")
+    warehouse.close()
+
+
+def test_a_copy_outside_the_harvested_sources_is_read_again_without_counting_as_found(tmp_path: Path) -> None:
+    root, warehouse = _harvested_once(tmp_path)
+    original = _files(root)[0]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    copy = shutil.copy2(original, elsewhere / "copy.dcm")
+    harvest([str(elsewhere)], warehouse, workers=1, progress=False)
+    assert str(copy) in _locations(warehouse, "raw_harvest_error")
+    rewrite(original, SOPInstanceUID=pydicom.uid.generate_uid())
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert (run.files_seen, run.files_unchanged) == (len(_files(root)), len(_files(root)) - 1)
+    assert (run.instances_updated, run.instances_added, run.errors) == (1, 1, 0)
+    assert str(copy) in _locations(warehouse, "raw_dicom_instance")
+    warehouse.close()
+
+
+def test_a_pruning_run_reads_the_copies_a_stopped_run_left_orphaned(tmp_path: Path) -> None:
+    """A run that stopped after removing a file's rows, before reading its copies again, leaves
+    a copy naming a file with no row: the next pruning run looks at every copy and reads it."""
+    root, warehouse = _harvested_once(tmp_path)
+    original = _files(root)[0]
+    copy = shutil.copy2(original, root / "zz_copy.dcm")
+    harvest([str(root)], warehouse, workers=1, progress=False)
+    original.unlink()
+    warehouse.con.execute("DELETE FROM raw_dicom_instance WHERE location = ?", [str(original)])  # the stopped run
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert run.instances_added == 0 and str(copy) in _locations(warehouse, "raw_harvest_error"), "only pruning looks"
+    run = harvest([str(root)], warehouse, workers=1, progress=False, prune=True)
+    assert (run.files_removed, run.instances_added, run.errors) == (0, 1, 0)
+    assert run.files_unchanged == run.files_seen - 1
+    assert str(copy) in _locations(warehouse, "raw_dicom_instance")
+    warehouse.close()
+
+
 def test_prune_leaves_other_sources_and_unreadable_folders_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root, warehouse = _prune_archive(tmp_path)
     ct, unreadable = root / "dicomdirtests_98892001", root / "dicomdirtests_77654033"

@@ -37,6 +37,11 @@ def _outermost(paths: list[Path]) -> list[Path]:
     return kept
 
 
+def is_under(location: str, roots: list[str]) -> bool:
+    """Whether a walk of the roots (folders or files) finds this location."""
+    return any(location == root or location.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
 def discover_files(roots: list[Path], unreadable: list[str] | None = None) -> Iterator[FileRef]:
     """Every regular file under the roots (not stat'ed: see FileRef).
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from extractor.config import HARVEST_BATCH_SIZE
 from extractor.parallel import run_chunks, worker_pool
-from extractor.harvest.discover import check_sources, discover_files
+from extractor.harvest.discover import check_sources, discover_files, is_under
 from extractor.harvest.header_json import header_json
 from extractor.harvest.reader import HarvestError, read_instance
 from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse, with_stat
@@ -158,6 +158,7 @@ def harvest(
             loop.harvest(_slices(discover_files(roots, unreadable), size, first_size=min(size, FIRST_SLICE_FILES)))
             if prune:
                 loop.remove_missing([str(root) for root in roots], unreadable)
+            loop.read_orphaned_copies([str(root) for root in roots], every_copy=prune)
         bar.close()
         run.series_added, run.series_updated = warehouse.series_counts(run.run_id)
         run.status = "completed"
@@ -207,6 +208,7 @@ class _Loop:
         self.headers: dict[str, str | None] = {}  # location -> DICOM JSON read by the workers since the last rebuild
         self.header_bytes = 0
         self.all_selected = False  # every slice selected: what remains is in flight
+        self.copies_to_check: set[str] = set()  # copies naming a file whose row this run replaced
 
     def harvest(self, slices: Iterable[list[FileRef]]) -> None:
         chunks = self._selected_chunks(slices)
@@ -278,24 +280,35 @@ class _Loop:
         self.run.instances_updated += written.instances_updated
         self.run.errors += written.errors
         self.touched_series |= written.touched_series
+        self.copies_to_check.update(written.copies_to_check)
 
     def remove_missing(self, roots: list[str], unreadable: list[str]) -> None:
-        """Remove the rows of files the walk did not find, and rebuild (or drop) their series.
-
-        A copy of a removed file (an error row: it repeated the removed file's SOP instance) is
-        read now, in its place; the walk counted it as seen already, and as unchanged unless the
-        run had read it.
-        """
+        """Remove the rows of files the walk did not find, and rebuild (or drop) their series."""
         removed = self.warehouse.remove_missing(self.run.run_id, roots, unreadable)
         self.run.files_removed = removed.files_removed
         self.touched_series |= removed.touched_series
         self._rebuild_series()
-        if removed.released_duplicates:
-            copies = [FileRef(location) for location in removed.released_duplicates]
-            self.remember_found = False  # found by the walk already
-            self.harvest([copies])
-            self.run.files_seen -= len(copies)
-            self.run.files_unchanged -= removed.released_unchanged
+
+    def read_orphaned_copies(self, roots: list[str], every_copy: bool = False) -> None:
+        """Read again the copies of a SOP instance (duplicate error rows) whose kept file no longer
+        holds that instance: the first copy then holds it, the others are duplicates of that one.
+
+        The copies looked at are those naming a file this run replaced, or with `every_copy` (a
+        pruning run: files were removed, and an earlier run may have stopped before this step)
+        all of them. Run once the walk is over, when it has passed every copy. The counts stay
+        those of the walk: a copy it skipped as unchanged is read after all, and one this run had
+        read is no longer an error of it unless it is one again.
+        """
+        released = self.warehouse.release_orphaned_copies(None if every_copy else sorted(self.copies_to_check))
+        self.copies_to_check = set()
+        if not released:
+            return
+        self.remember_found = False  # not found by the walk (again)
+        self.harvest([[FileRef(location) for location, _ in released]])
+        self.run.files_seen -= len(released)
+        skipped = [location for location, run_id in released if run_id != self.run.run_id and is_under(location, roots)]
+        self.run.files_unchanged -= len(skipped)
+        self.run.errors -= sum(run_id == self.run.run_id for _, run_id in released)
 
     def _hold_headers(self, headers: dict[str, str | None]) -> None:
         self.headers.update(headers)

@@ -66,13 +66,8 @@ class BatchResult:
     errors: int = 0
     touched_series: set[str] = field(default_factory=set)  # series that gained, changed or lost an instance
     files_removed: int = 0
-    released_duplicates: list[str] = field(default_factory=list)  # copies of removed files, to read in their place
-    released_unchanged: int = 0  # how many of those the run had skipped as unchanged (not read)
-
-    def note_released(self, rows: list[tuple[str, str]], run_id: str) -> None:
-        """Note the (location, run_id) rows of `released_duplicates_sql`."""
-        self.released_duplicates = sorted(location for location, _ in rows)
-        self.released_unchanged = sum(row_run != run_id for _, row_run in rows)  # rows of this run: read by it
+    # duplicate-SOP error rows naming a file whose row this batch replaced (see release_orphaned_copies)
+    copies_to_check: list[str] = field(default_factory=list)
 
 
 class RawWarehouse(Protocol):
@@ -86,7 +81,10 @@ class RawWarehouse(Protocol):
         location order (a run finds each location once)."""
 
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
-        """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error."""
+        """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error.
+
+        The copies whose error rows name a replaced file as the holder of their instance come back
+        in `copies_to_check`."""
 
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
         """Rebuild the raw_dicom_series rows of these series from their instances (a series left
@@ -114,10 +112,12 @@ class RawWarehouse(Protocol):
 
     def remove_missing(self, run_id: str, roots: list[str], unreadable: list[str]) -> BatchResult:
         """Delete the instance and error rows under the roots (folders, or files) of locations this
-        run did not find, except under folders it could not list; return how many and their series.
+        run did not find, except under folders it could not list; return how many and their series."""
 
-        A file whose row said it repeats the SOP instance of a deleted file loses that row too, and
-        comes back in `released_duplicates`, for the harvest to read in its place."""
+    def release_orphaned_copies(self, locations: list[str] | None) -> list[tuple[str, str]]:
+        """Of these copies (duplicate-SOP error rows; None: every one), delete the rows of those
+        whose kept file no longer holds their SOP instance, and return their (location, run_id):
+        the harvest reads them again, and the first then holds the instance."""
 
     def close(self) -> None: ...
 

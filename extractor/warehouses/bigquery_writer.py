@@ -36,11 +36,12 @@ from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, RAW_TABLES,
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
     PRUNE_SKIPPED_COLUMNS,
+    copies_of_sql,
     duplicate_sop_rows_sql,
     missing_locations_sql,
     new_series_rows_sql,
+    orphaned_copies_sql,
     prune_rows,
-    released_duplicates_sql,
     series_counts_sql,
     series_without_header_sql,
     unbuilt_series_sql,
@@ -348,10 +349,14 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
                 iter(
                     self._query(
                         f"SELECT (SELECT COUNT(*) FROM {instance} WHERE location IN (SELECT location FROM {batch})) "
-                        f"AS updated, (SELECT COUNT(*) FROM {duplicates}) AS duplicates"
+                        f"AS updated, (SELECT COUNT(*) FROM {duplicates}) AS duplicates, "
+                        f"(SELECT COUNT(*) FROM {instance} WHERE location IN ({locations})) AS replaced"
                     )
                 )
             )
+            if counts["replaced"]:  # copies may name a replaced instance row as their instance's file
+                copies = self._query(copies_of_sql(self._table("raw_harvest_error"), f"({locations})"))
+                result.copies_to_check = [row["location"] for row in copies]
             error_names = ", ".join(name for name, _ in error_columns)
             # errors first, then instances: see the module docstring for why this order is safe
             self._query(
@@ -492,19 +497,34 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
             )
             result.touched_series = {row["series_instance_uid"] for row in rows}
             result.files_removed = next(iter(self._query(f"SELECT COUNT(*) AS n FROM {gone}")))["n"]
-            errors = self._table("raw_harvest_error")
-            released = self._table(self._create_stage_as("released", released_duplicates_sql(errors, gone)))
-            released_rows = self._query(f"SELECT location, run_id FROM {released}")
-            result.note_released([(row[0], row[1]) for row in released_rows], run_id)
-            removed_errors = f"(SELECT location FROM {gone} UNION ALL SELECT location FROM {released})"
-            for table, removed in (("raw_harvest_error", removed_errors), ("raw_dicom_instance", gone)):
-                self._query(
-                    f"MERGE {self._table(table)} AS t USING {removed} AS s ON t.location = s.location WHEN MATCHED THEN DELETE"
-                )
+            for table in ("raw_harvest_error", "raw_dicom_instance"):
+                self._delete_locations(table, gone)
         finally:
             self._drop_stages((self._staged - staged_before) | set(self._found))
             self._found = []
         return result
+
+    def release_orphaned_copies(self, locations: list[str] | None) -> list[tuple[str, str]]:
+        if locations == []:
+            return []
+        staged_before = set(self._staged)
+        try:
+            copies = None
+            if locations is not None:
+                copies, _ = self._load("copies", LOCATION_COLUMNS, [[{"location": location} for location in locations]])
+            instance, errors = self._table("raw_dicom_instance"), self._table("raw_harvest_error")
+            orphans = self._table(self._create_stage_as("orphans", orphaned_copies_sql(errors, instance, copies)))
+            released = [(row["location"], row["run_id"]) for row in self._query(f"SELECT location, run_id FROM {orphans}")]
+            self._delete_locations("raw_harvest_error", orphans)
+        finally:
+            self._drop_stages(self._staged - staged_before)
+        return sorted(released)
+
+    def _delete_locations(self, table: str, locations: str) -> None:
+        """Delete the rows of `table` at the locations of the `locations` table."""
+        self._query(
+            f"MERGE {self._table(table)} AS t USING {locations} AS s ON t.location = s.location WHEN MATCHED THEN DELETE"
+        )
 
     def close(self) -> None:
         try:

@@ -21,11 +21,12 @@ from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, PRIMARY_KEY
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
     PRUNE_SKIPPED_COLUMNS,
+    copies_of_sql,
     duplicate_sop_rows_sql,
     missing_locations_sql,
     new_series_rows_sql,
+    orphaned_copies_sql,
     prune_rows,
-    released_duplicates_sql,
     series_counts_sql,
     series_without_header_sql,
     unbuilt_series_sql,
@@ -301,6 +302,9 @@ class DuckDBRawWarehouse:
             "WHERE location IN (SELECT location FROM _locations)"
         ).fetchall()
         result.touched_series = {row[0] for row in stale}
+        if stale:  # instance rows are replaced: copies may name one of them as their instance's file
+            copies = con.execute(copies_of_sql("raw_harvest_error", "_locations")).fetchall()
+            result.copies_to_check = [row[0] for row in copies]
         result.instances_updated = con.execute(
             "SELECT COUNT(*) FROM raw_dicom_instance WHERE location IN (SELECT location FROM _instances)"
         ).fetchone()[0]
@@ -461,14 +465,23 @@ class DuckDBRawWarehouse:
             ).fetchall()
             result.touched_series = {row[0] for row in series}
             result.files_removed = con.execute("SELECT COUNT(*) FROM _gone").fetchone()[0]
-            result.note_released(con.execute(released_duplicates_sql("raw_harvest_error", "_gone")).fetchall(), run_id)
             con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
-            con.execute(
-                "DELETE FROM raw_harvest_error "
-                "WHERE location IN (SELECT location FROM _gone) OR location IN (SELECT unnest(?::VARCHAR[]))",
-                [result.released_duplicates],
-            )
+            con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone)")
         return result
+
+    @_retried_with_more_memory
+    def release_orphaned_copies(self, locations: list[str] | None) -> list[tuple[str, str]]:
+        if locations == []:
+            return []
+        views = {} if locations is None else {"_copies": pa.table({"location": pa.array(locations, pa.string())})}
+        with _transaction(self.con, **views) as con:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _orphans AS "
+                + orphaned_copies_sql("raw_harvest_error", "raw_dicom_instance", "_copies" if views else None)
+            )
+            released = con.execute("SELECT location, run_id FROM _orphans ORDER BY location").fetchall()
+            con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _orphans)")
+        return [(location, run_id) for location, run_id in released]
 
     def close(self) -> None:
         self.con.close()

@@ -1,7 +1,7 @@
 """The rules both raw-table writers share, as SQL DuckDB and BigQuery both run: the series row
 built from its instances, and the duplicate SOP instance check.
 
-Only functions both engines share are used (CONCAT, RTRIM, NULLIF, SUBSTR, COUNT DISTINCT).
+Only functions both engines share are used (CONCAT, RTRIM, NULLIF, SUBSTR, STRPOS, LENGTH, COUNT DISTINCT).
 """
 
 from __future__ import annotations
@@ -109,6 +109,11 @@ DUPLICATE_ERROR_CLASS = "DuplicateSOPInstanceUID"
 DUPLICATE_KEPT_FROM = " is already harvested from "  # in a duplicate's error message, before the file kept
 
 
+def duplicate_message_sql(sop_uid: str, kept_location: str) -> str:
+    """The message of a duplicate-SOP error row: it names the file that holds the instance."""
+    return f"CONCAT('SOPInstanceUID ', {sop_uid}, '{DUPLICATE_KEPT_FROM}', {kept_location})"
+
+
 def duplicate_sop_rows_sql(batch: str, instance: str, run_id_sql: str, replaced_locations: str | None = None) -> str:
     """Error rows for the batch's files whose SOP Instance UID is already harvested from another
     file, or appears twice in the batch (the lowest location keeps the instance).
@@ -139,7 +144,7 @@ clash AS (
 )
 SELECT location, file_size, file_mtime_ns,
        '{DUPLICATE_ERROR_CLASS}' AS error_class,
-       CONCAT('SOPInstanceUID ', sop_instance_uid, '{DUPLICATE_KEPT_FROM}', kept_location) AS message,
+       {duplicate_message_sql("sop_instance_uid", "kept_location")} AS message,
        {run_id_sql} AS run_id, CAST(CURRENT_TIMESTAMP AS TIMESTAMP) AS recorded_at
 FROM clash
 """
@@ -161,17 +166,45 @@ WHERE EXISTS (SELECT 1 FROM {roots} AS r WHERE t.location = r.root OR STARTS_WIT
 """
 
 
-def released_duplicates_sql(errors: str, gone: str) -> str:
-    """(location, run_id) of the duplicate-SOP error rows whose kept file is among the `gone`
-    locations (and which are not gone themselves): with the kept file deleted, such a copy is the
-    instance's only file, and the harvest reads it in its place."""
+def _kept_location_sql(message: str) -> str:
+    """The kept file's location, read back from a duplicate-SOP error message."""
     marker = f"'{DUPLICATE_KEPT_FROM}'"
+    return f"SUBSTR({message}, STRPOS({message}, {marker}) + LENGTH({marker}))"
+
+
+def copies_of_sql(errors: str, kept: str) -> str:
+    """Locations of the duplicate-SOP error rows of `errors` whose message names one of the `kept`
+    locations as the file holding their instance (and which are not among them): the copies to
+    look at again once those files are replaced (see `orphaned_copies_sql`)."""
     return f"""
-SELECT e.location, e.run_id FROM {errors} AS e
+SELECT e.location FROM {errors} AS e
 WHERE e.error_class = '{DUPLICATE_ERROR_CLASS}'
-  AND STRPOS(e.message, {marker}) > 0
-  AND SUBSTR(e.message, STRPOS(e.message, {marker}) + LENGTH({marker})) IN (SELECT location FROM {gone})
-  AND e.location NOT IN (SELECT location FROM {gone})
+  AND STRPOS(e.message, '{DUPLICATE_KEPT_FROM}') > 0
+  AND {_kept_location_sql("e.message")} IN (SELECT location FROM {kept})
+  AND e.location NOT IN (SELECT location FROM {kept})
+"""
+
+
+def orphaned_copies_sql(errors: str, instance: str, copies: str | None) -> str:
+    """(location, run_id) of the duplicate-SOP error rows (at the `copies` locations; None: all of
+    them) whose kept file no longer holds their SOP instance (it was deleted, rewritten with
+    another UID, or is an error now): such a copy is the instance's only file, and the harvest
+    reads it again."""
+    among = f" AND e.location IN (SELECT location FROM {copies})" if copies else ""
+    return f"""
+WITH copy AS (
+    SELECT e.location, e.run_id, e.message, {_kept_location_sql("e.message")} AS kept_location
+    FROM {errors} AS e
+    WHERE e.error_class = '{DUPLICATE_ERROR_CLASS}'{among}
+),
+holder AS (
+    SELECT i.location, i.sop_instance_uid FROM {instance} AS i
+    WHERE i.location IN (SELECT kept_location FROM copy)
+)
+SELECT c.location, c.run_id FROM copy AS c
+LEFT JOIN holder AS h
+    ON h.location = c.kept_location AND {duplicate_message_sql("h.sop_instance_uid", "h.location")} = c.message
+WHERE h.location IS NULL
 """
 
 
