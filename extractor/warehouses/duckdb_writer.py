@@ -54,6 +54,9 @@ CACHE_KEPT_BYTES = 32 * 1024 * 1024
 # memory limit) for every row it has written: 14 MB after 200,000 files, and it would go on
 # growing with the archive. Opening the file again drops it (see _reconnect_if_due).
 ROWS_PER_CONNECTION = 50_000
+# The locations a pruning run found: a table of the file (not a temporary one), so that the writer
+# can open the file again during the run; dropped once used, or by the next run after a crash.
+FOUND_TABLE = "_harvest_found"
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
 # the step that ran out is rolled back and run again with the next of these, for the rest of the run.
 FALLBACK_MEMORY_LIMITS = ("256MB", "2GB")
@@ -157,7 +160,7 @@ class DuckDBRawWarehouse:
         self.memory_limit = HARVEST_CONFIG["memory_limit"]
         self.memory_fallbacks = list(FALLBACK_MEMORY_LIMITS)  # the limits left to go on with
         self._replaces_rows: bool | None = None  # unknown until select_changed: look for rows to replace
-        self._found_run: str | None = None  # the run whose found locations are in the _found table
+        self._found_run: str | None = None  # the run whose found locations are in FOUND_TABLE
         self._write_seq: int | None = None  # the last batch number written (write_seq), read on first use
         self._seq_run: str | None = None  # the run `_seq_before_run` belongs to
         self._seq_before_run = 0  # the last batch number written before that run
@@ -179,6 +182,7 @@ class DuckDBRawWarehouse:
         for table, columns in ADDED_COLUMNS.items():
             for name, kind in columns:
                 self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {DUCKDB_TYPES[kind]}")
+        self.con.execute(f"DROP TABLE IF EXISTS {FOUND_TABLE}")  # left by a pruning run that stopped
 
     # --- incremental selection ------------------------------------------------------------
 
@@ -254,10 +258,9 @@ class DuckDBRawWarehouse:
     def _reconnect_if_due(self) -> None:
         """Open the file again once this connection has written ROWS_PER_CONNECTION rows.
 
-        Called before a write: the temporary tables a rebuild leaves are read by then, and a
-        run that prunes keeps its connection (its found locations are a temporary table).
+        Called before a write: the temporary tables a rebuild leaves are read by then.
         """
-        if self._rows_since_connect < ROWS_PER_CONNECTION or self._found_run is not None:
+        if self._rows_since_connect < ROWS_PER_CONNECTION:
             return
         self.con.close()
         self.con = connect_raw(self.path)
@@ -440,13 +443,13 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def remember_found(self, run_id: str, files: list[FileRef]) -> None:
-        if self._found_run != run_id:  # a temporary table: it spills to disk past the memory limit
-            self.con.execute("CREATE OR REPLACE TEMP TABLE _found (location VARCHAR)")
+        if self._found_run != run_id:
+            self.con.execute(f"CREATE OR REPLACE TABLE {FOUND_TABLE} (location VARCHAR)")
             self._found_run = run_id
         if files:
             self.con.register("_found_batch", pa.table({"location": [f.location for f in files]}))
             try:
-                self.con.execute("INSERT INTO _found SELECT location FROM _found_batch")
+                self.con.execute(f"INSERT INTO {FOUND_TABLE} SELECT location FROM _found_batch")
             finally:
                 self.con.unregister("_found_batch")
 
@@ -458,7 +461,7 @@ class DuckDBRawWarehouse:
         root_rows, skipped_rows = prune_rows(roots, unreadable, os.sep)
         views = {"_roots": to_arrow(root_rows, PRUNE_ROOT_COLUMNS), "_skipped": to_arrow(skipped_rows, PRUNE_SKIPPED_COLUMNS)}
         with _transaction(self.con, **views) as con:
-            missing = [missing_locations_sql(t, "_roots", "_skipped", "_found") for t in ("raw_dicom_instance", "raw_harvest_error")]
+            missing = [missing_locations_sql(t, "_roots", "_skipped", FOUND_TABLE) for t in ("raw_dicom_instance", "raw_harvest_error")]
             con.execute(f"CREATE OR REPLACE TEMP TABLE _gone AS {missing[0]} UNION {missing[1]}")
             series = con.execute(
                 "SELECT DISTINCT series_instance_uid FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)"
@@ -467,6 +470,8 @@ class DuckDBRawWarehouse:
             result.files_removed = con.execute("SELECT COUNT(*) FROM _gone").fetchone()[0]
             con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
             con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone)")
+            con.execute(f"DROP TABLE {FOUND_TABLE}")
+        self._found_run = None
         return result
 
     @_retried_with_more_memory
