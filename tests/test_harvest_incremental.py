@@ -431,6 +431,69 @@ def test_a_copy_of_a_file_an_earlier_run_harvested_is_a_duplicate(tmp_path: Path
     warehouse.close()
 
 
+def _uid_hashes(warehouse: DuckDBRawWarehouse) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(the UID hash table's rows, the hashes the instance rows call for), each sorted."""
+    held = warehouse.con.execute(
+        f"SELECT uid_hash, write_seq FROM {duckdb_writer.UID_HASH_TABLE} WHERE write_seq IS DISTINCT FROM $1 ORDER BY ALL",
+        [duckdb_writer.UID_HASH_CANARY[1]],
+    ).fetchall()
+    wanted = warehouse.con.execute(
+        f"SELECT {duckdb_writer.UID_HASH}, write_seq FROM raw_dicom_instance WHERE sop_instance_uid IS NOT NULL ORDER BY ALL"
+    ).fetchall()
+    return held, wanted
+
+
+def test_the_uid_hash_table_follows_the_instance_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One hash per instance row, through replacements and pruning; a replaced file that keeps its
+    SOP instance does not make the full duplicate check run."""
+    root, warehouse = _harvested_once(tmp_path)
+    held, wanted = _uid_hashes(warehouse)
+    assert held == wanted and len(held) > 10
+    full_checks = []
+    real_check = duckdb_writer.duplicate_sop_rows_sql
+    monkeypatch.setattr(duckdb_writer, "duplicate_sop_rows_sql", lambda *a, **k: full_checks.append(a) or real_check(*a, **k))
+    files = _files(root)
+    rewrite(files[0], PatientName="Same^Instance")
+    rewrite(files[1], SOPInstanceUID=pydicom.uid.generate_uid())
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert run.instances_updated == 2 and full_checks == []
+    assert _uid_hashes(warehouse)[0] == _uid_hashes(warehouse)[1]
+    files[2].unlink()
+    harvest([str(root)], warehouse, workers=1, progress=False, prune=True)
+    held, wanted = _uid_hashes(warehouse)
+    assert held == wanted and len(held) == len(_locations(warehouse, "raw_dicom_instance"))
+    shutil.copyfile(files[3], root / "zz_copy.dcm")  # and a copy still makes it run, and is a duplicate
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert run.errors == 1 and len(full_checks) == 1
+    warehouse.close()
+
+
+@pytest.mark.parametrize("lost", ["table", "last batch", "hash function"])
+def test_hashes_missing_from_the_uid_hash_table_are_added_before_a_harvest(tmp_path: Path, lost: str) -> None:
+    """An archive harvested before the table existed, batches written by a version that did not
+    keep it, or hashes from a DuckDB whose hash() differs: the next run hashes those rows first,
+    so a copy of one of their files is a duplicate."""
+    root = _copy_sources(tmp_path / "archive")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    harvest([str(root)], warehouse, workers=1, progress=False, batch_size=4)
+    if lost == "table":
+        warehouse.con.execute(f"DROP TABLE {duckdb_writer.UID_HASH_TABLE}")
+    elif lost == "last batch":
+        warehouse.con.execute(
+            f"DELETE FROM {duckdb_writer.UID_HASH_TABLE} WHERE write_seq = (SELECT MAX(write_seq) FROM raw_dicom_instance)"
+        )
+    else:  # every hash, the fixed UID's too, as another hash function would give them
+        warehouse.con.execute(f"UPDATE {duckdb_writer.UID_HASH_TABLE} SET uid_hash = uid_hash // 2")
+    ((last,),) = warehouse.con.execute(
+        "SELECT MAX(location) FROM raw_dicom_instance WHERE write_seq = (SELECT MAX(write_seq) FROM raw_dicom_instance)"
+    ).fetchall()
+    copy = shutil.copyfile(last, root / "zz_copy.dcm")
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert run.errors == 1 and str(copy) in _locations(warehouse, "raw_harvest_error")
+    assert _uid_hashes(warehouse)[0] == _uid_hashes(warehouse)[1]
+    warehouse.close()
+
+
 def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")

@@ -49,7 +49,7 @@ HARVEST_CONFIG = {"memory_limit": "64MB", "threads": 1}
 ROW_GROUP_SIZE = 2048
 DECLARED_KEYS = {"raw_harvest_run"}
 # Blocks cached between slices beyond this are dropped (see _drop_cached_blocks).
-CACHE_KEPT_BYTES = 32 * 1024 * 1024
+CACHE_KEPT_BYTES = 8 * 1024 * 1024
 # DuckDB keeps, for as long as a database stays attached, about 70 bytes of metadata (outside its
 # memory limit) for every row it has written: 14 MB after 200,000 files, and it would go on
 # growing with the archive. Opening the file again drops it (see _reconnect_if_due).
@@ -57,6 +57,16 @@ ROWS_PER_CONNECTION = 50_000
 # The locations a pruning run found: a table of the file (not a temporary one), so that the writer
 # can open the file again during the run; dropped once used, or by the next run after a crash.
 FOUND_TABLE = "_harvest_found"
+# The SOP Instance UIDs harvested, as DuckDB's 64-bit hashes, with the batch number of their row,
+# in a narrow table of their own: the duplicate check looks up each batch in it, not in the
+# instance table, whose UID column DuckDB stores in blocks it shares with the other columns (so
+# that look-up read most of the table, and cached it). Hashes of rows since replaced or removed
+# are deleted with them; a hash found only makes the exact check run. DuckDB's hash() is 15 times
+# quicker than MD5 but may change with its version, so the table also holds the hash of a fixed
+# value (batch number -1): when that no longer matches, the table is built again.
+UID_HASH_TABLE = "_sop_uid_hash"
+UID_HASH = "hash(sop_instance_uid)"
+UID_HASH_CANARY = ("imgomop uid-hash canary", -1)  # (a value no UID can be, its batch number)
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
 # the step that ran out is rolled back and run again with the next of these, for the rest of the run.
 FALLBACK_MEMORY_LIMITS = ("256MB", "2GB")
@@ -183,6 +193,27 @@ class DuckDBRawWarehouse:
             for name, kind in columns:
                 self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {DUCKDB_TYPES[kind]}")
         self.con.execute(f"DROP TABLE IF EXISTS {FOUND_TABLE}")  # left by a pruning run that stopped
+        self._add_missing_uid_hashes()
+
+    def _add_missing_uid_hashes(self) -> None:
+        """Create the UID hash table, or add to it the hashes of rows written without it: every
+        row when it is new (an archive harvested before it existed), else the batches numbered
+        after its last one (written by a version that did not keep it)."""
+        ((exists,),) = self.con.execute(
+            "SELECT COUNT(*) > 0 FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
+            [UID_HASH_TABLE],
+        ).fetchall()
+        if exists and not self._uid_hashes_current():  # hashed by a DuckDB whose hash() differs
+            self.con.execute(f"DROP TABLE {UID_HASH_TABLE}")
+            exists = False
+        if not exists:
+            self.con.execute(f"CREATE TABLE {UID_HASH_TABLE} (uid_hash UBIGINT, write_seq BIGINT)")
+            self.con.execute(f"INSERT INTO {UID_HASH_TABLE} VALUES (hash($1), $2)", list(UID_HASH_CANARY))
+        newer = "" if not exists else f" AND write_seq > (SELECT COALESCE(MAX(write_seq), 0) FROM {UID_HASH_TABLE})"
+        self.con.execute(
+            f"INSERT INTO {UID_HASH_TABLE} SELECT {UID_HASH}, write_seq FROM raw_dicom_instance "
+            f"WHERE sop_instance_uid IS NOT NULL{newer}"
+        )
 
     # --- incremental selection ------------------------------------------------------------
 
@@ -244,11 +275,16 @@ class DuckDBRawWarehouse:
                     "INSERT INTO raw_harvest_error BY NAME SELECT * FROM _errors"
                     + (" UNION ALL BY NAME SELECT * FROM _duplicates" if duplicates else "")
                 )
-            not_duplicate = " WHERE location NOT IN (SELECT location FROM _duplicates)" if duplicates else ""
+            kept = "location NOT IN (SELECT location FROM _duplicates)" if duplicates else "TRUE"
+            seq = {"seq": self._next_write_seq()}
             con.execute(
-                "INSERT INTO raw_dicom_instance BY NAME SELECT * REPLACE ($seq::BIGINT AS write_seq) FROM _instances"
-                + not_duplicate,
-                {"seq": self._next_write_seq()},
+                f"INSERT INTO raw_dicom_instance BY NAME SELECT * REPLACE ($seq::BIGINT AS write_seq) FROM _instances WHERE {kept}",
+                seq,
+            )
+            con.execute(
+                f"INSERT INTO {UID_HASH_TABLE} SELECT {UID_HASH}, $seq FROM _instances "
+                f"WHERE sop_instance_uid IS NOT NULL AND {kept}",
+                seq,
             )
         result.errors = errors.num_rows + duplicates
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
@@ -311,8 +347,22 @@ class DuckDBRawWarehouse:
         result.instances_updated = con.execute(
             "SELECT COUNT(*) FROM raw_dicom_instance WHERE location IN (SELECT location FROM _instances)"
         ).fetchone()[0]
+        self._forget_uid_hashes("_locations")
         con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _locations)")
         con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _locations)")
+
+    def _uid_hashes_current(self) -> bool:
+        ((current,),) = self.con.execute(
+            f"SELECT COUNT(*) > 0 FROM {UID_HASH_TABLE} WHERE write_seq = $2 AND uid_hash = hash($1)", list(UID_HASH_CANARY)
+        ).fetchall()
+        return current
+
+    def _forget_uid_hashes(self, locations: str) -> None:
+        """Delete the UID hashes of the instance rows at these locations (before the rows go)."""
+        self.con.execute(
+            f"DELETE FROM {UID_HASH_TABLE} WHERE (uid_hash, write_seq) IN ("
+            f"SELECT ({UID_HASH}, write_seq) FROM raw_dicom_instance WHERE location IN (SELECT location FROM {locations}))"
+        )
 
     def _duplicate_sop_instances(self, run_id: str, instances: pa.Table) -> int:
         """A SOP Instance UID already harvested from another file (or twice in this batch) is an error
@@ -327,18 +377,14 @@ class DuckDBRawWarehouse:
         return self.con.execute("SELECT COUNT(*) FROM _duplicates").fetchone()[0]
 
     def _sop_uids_may_repeat(self, instances: pa.Table) -> bool:
-        """Whether a SOP Instance UID of the batch is in the batch twice or in the table already.
-
-        The full check also reads the location of every row of the table (a scan reads each
-        column it projects for every row); this one reads only the UIDs, and the full check runs
-        only when it finds one.
-        """
+        """Whether a SOP Instance UID of the batch is in the batch twice, or its hash in the UID
+        hash table (see UID_HASH_TABLE): the full check reads every row's UID and location, so it
+        runs only then."""
         uids = instances.column("sop_instance_uid")
         if pc.count_distinct(uids).as_py() < len(uids) - uids.null_count:
             return True
         ((found,),) = self.con.execute(
-            "SELECT EXISTS (SELECT 1 FROM raw_dicom_instance "
-            "WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM _instances))"
+            f"SELECT EXISTS (SELECT 1 FROM {UID_HASH_TABLE} WHERE uid_hash IN (SELECT {UID_HASH} FROM _instances))"
         ).fetchall()
         return found
 
@@ -468,6 +514,7 @@ class DuckDBRawWarehouse:
             ).fetchall()
             result.touched_series = {row[0] for row in series}
             result.files_removed = con.execute("SELECT COUNT(*) FROM _gone").fetchone()[0]
+            self._forget_uid_hashes("_gone")
             con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
             con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _gone)")
             con.execute(f"DROP TABLE {FOUND_TABLE}")
