@@ -494,6 +494,49 @@ def test_hashes_missing_from_the_uid_hash_table_are_added_before_a_harvest(tmp_p
     warehouse.close()
 
 
+def test_the_walk_finds_files_in_location_order(tmp_path: Path) -> None:
+    for name in ("CT/1.dcm", "CT/sub/2.dcm", "CT-old/3.dcm", "CT.x", "CT 2/4.dcm", "a/b", "a-b", "A/c"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [ref.location for ref in pipeline.discover_files([tmp_path])]
+    assert found == sorted(found) and len(found) == 8
+    roots = [tmp_path / "CT", tmp_path / "CT-old", tmp_path / "CT.x"]
+    found = [ref.location for ref in pipeline.discover_files(pipeline.check_sources([str(r) for r in roots]))]
+    assert found == sorted(found) and len(found) == 4
+
+
+def test_a_rerun_looks_up_each_slice_among_the_known_locations_near_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each slice's look-up reads the known rows from its first to its last location (and the
+    blocks around them), not all of them; new, changed and unchanged files come out as before."""
+    monkeypatch.setattr(duckdb_writer, "KNOWN_STEP", 2)
+    root, warehouse = _harvested_once(tmp_path)
+    files = _files(root)
+    rewrite(files[4], PatientName="Changed^One")
+    rewrite(files[-2], PatientName="Changed^Two")
+    new = [rewrite(files[0], root / "0_new.dcm", SOPInstanceUID=pydicom.uid.generate_uid()),
+           rewrite(files[1], files[10].parent / "new-in-the-middle.dcm", SOPInstanceUID=pydicom.uid.generate_uid())]
+    (root / "notes.txt").write_text("not DICOM")  # a new error row
+    ranges = []
+    real_range = DuckDBRawWarehouse._known_range
+    monkeypatch.setattr(DuckDBRawWarehouse, "_known_range", lambda self, *a: ranges.append(real_range(self, *a)) or ranges[-1])
+    run = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=4, batch_size=2)
+    assert (run.files_seen, run.files_unchanged) == (len(files) + 3, len(files) - 2)
+    assert (run.instances_added, run.instances_updated, run.errors) == (2, 2, 1)
+    assert len(ranges) == -(-(len(files) + 3) // 4) and all(end - first <= 4 + 2 * 2 for first, end in ranges)
+    ((repeated,),) = warehouse.con.execute(
+        "SELECT COUNT(*) FROM (SELECT location FROM raw_dicom_instance UNION ALL SELECT location FROM raw_harvest_error) "
+        "GROUP BY location HAVING COUNT(*) > 1"
+    ).fetchall() or [(0,)]
+    assert repeated == 0 and {str(p) for p in new} <= _locations(warehouse, "raw_dicom_instance")
+    tables = {row[0] for row in warehouse.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert duckdb_writer.KNOWN_TABLE not in tables  # dropped once the walk is over
+    run = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=4, batch_size=2)
+    assert run.files_unchanged == run.files_seen == len(files) + 3
+    warehouse.close()
+
+
 def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")

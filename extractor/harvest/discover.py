@@ -31,7 +31,7 @@ def check_sources(sources: list[str]) -> list[Path]:
 def _outermost(paths: list[Path]) -> list[Path]:
     """The sources without repeats and without folders inside another source: each file is found once."""
     kept: list[Path] = []
-    for path in sorted(set(paths)):
+    for path in sorted(set(paths), key=lambda p: str(p) + os.sep):  # outer folders first, in location order
         if not any(path.is_relative_to(outer) for outer in kept):
             kept.append(path)
     return kept
@@ -43,7 +43,7 @@ def is_under(location: str, roots: list[str]) -> bool:
 
 
 def discover_files(roots: list[Path], unreadable: list[str] | None = None) -> Iterator[FileRef]:
-    """Every regular file under the roots (not stat'ed: see FileRef).
+    """Every regular file under the roots (not stat'ed: see FileRef), in location order.
 
     Symbolic links to folders are not followed (they can loop); hidden files are included,
     because archives name files any way they like. Folders that cannot be listed are skipped
@@ -56,9 +56,18 @@ def discover_files(roots: list[Path], unreadable: list[str] | None = None) -> It
             yield from _walk(str(root), unreadable)
 
 
+def _location_order(entry: os.DirEntry) -> str:
+    """Sort key of a folder entry such that the walk finds files in the order of their locations
+    (a folder sorts as its name and a separator: `a/b` goes after `a/b-c`, as `a/b/x` does)."""
+    try:
+        return entry.name + os.sep if entry.is_dir(follow_symlinks=False) else entry.name
+    except OSError:
+        return entry.name
+
+
 def _walk(folder: str, unreadable: list[str] | None) -> Iterator[FileRef]:
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        entries = sorted(os.scandir(folder), key=_location_order)
     except OSError:
         if unreadable is not None:
             unreadable.append(folder)

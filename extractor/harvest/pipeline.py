@@ -156,6 +156,7 @@ def harvest(
             loop = _Loop(warehouse, run, workers, pool, batch_size, size, bar, remember_found=prune)
             loop.touched_series |= warehouse.unbuilt_series()  # left by a run that stopped before its rebuild
             loop.harvest(_slices(discover_files(roots, unreadable), size, first_size=min(size, FIRST_SLICE_FILES)))
+            warehouse.end_walk(run.run_id)
             if prune:
                 loop.remove_missing([str(root) for root in roots], unreadable)
             loop.read_orphaned_copies([str(root) for root in roots], every_copy=prune)

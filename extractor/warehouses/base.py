@@ -80,6 +80,9 @@ class RawWarehouse(Protocol):
         """The files (of one slice) that are new or changed since an earlier run harvested them, in
         location order (a run finds each location once)."""
 
+    def end_walk(self, run_id: str) -> None:
+        """The walk of the sources is over (files looked up after it are copies read again)."""
+
     def write_batch(self, run_id: str, instances: pa.Table, errors: pa.Table) -> BatchResult:
         """Replace the rows of these locations; a SOP instance already harvested elsewhere becomes an error.
 

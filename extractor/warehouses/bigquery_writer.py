@@ -322,6 +322,9 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
         self._drop_stages(self._staged - staged_before)
         return changed
 
+    def end_walk(self, run_id: str) -> None:
+        pass  # each look-up is one query over the tables as they are
+
     # --- writes ---------------------------------------------------------------------------
 
     def write_batch(self, run_id: str, instances_table: pa.Table, errors_table: pa.Table) -> BatchResult:

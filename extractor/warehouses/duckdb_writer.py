@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import functools
 import logging
@@ -64,6 +65,13 @@ FOUND_TABLE = "_harvest_found"
 # are deleted with them; a hash found only makes the exact check run. DuckDB's hash() is 15 times
 # quicker than MD5 but may change with its version, so the table also holds the hash of a fixed
 # value (batch number -1): when that no longer matches, the table is built again.
+# The locations earlier runs harvested (instance and error rows), in location order, with their
+# size and mtime: built at a run's first look-up, once per run, and dropped when its walk is over.
+# The walk finds files in location order, so each slice's look-up reads only the rows between its
+# first and last location, found from every KNOWN_STEP-th location (kept in memory), instead of
+# the whole of both tables (which made a re-run's look-ups grow with the square of the archive).
+KNOWN_TABLE = "_harvest_known"
+KNOWN_STEP = ROW_GROUP_SIZE
 UID_HASH_TABLE = "_sop_uid_hash"
 UID_HASH = "hash(sop_instance_uid)"
 UID_HASH_CANARY = ("imgomop uid-hash canary", -1)  # (a value no UID can be, its batch number)
@@ -180,6 +188,9 @@ class DuckDBRawWarehouse:
         self._refreshed_run: str | None = None  # the run of the last series rebuild (its rows are in _new_series)
         self._headers_checked_run: str | None = None  # the run for which series_without_header looked at the whole table
         self._rows_since_connect = 0  # rows written through this connection (see ROWS_PER_CONNECTION)
+        self._known_run: str | None = None  # the run whose walk KNOWN_TABLE serves
+        self._known_marks: list[str] | None = []  # every KNOWN_STEP-th location of KNOWN_TABLE (None: unsorted)
+        self._walked_run: str | None = None  # the run whose walk is over
 
     # --- schema ---------------------------------------------------------------------------
 
@@ -192,7 +203,8 @@ class DuckDBRawWarehouse:
         for table, columns in ADDED_COLUMNS.items():
             for name, kind in columns:
                 self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {DUCKDB_TYPES[kind]}")
-        self.con.execute(f"DROP TABLE IF EXISTS {FOUND_TABLE}")  # left by a pruning run that stopped
+        for table in (FOUND_TABLE, KNOWN_TABLE):  # left by a run that stopped
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
         self._add_missing_uid_hashes()
 
     def _add_missing_uid_hashes(self) -> None:
@@ -228,22 +240,23 @@ class DuckDBRawWarehouse:
         self.con.register("_candidates", pa.table({"location": [f.location for f in files]}))
         try:
             # The rows already held for these locations. Inner joins, so DuckDB builds its hash
-            # table on the candidates and streams the raw tables past it: memory follows the
-            # slice, not the archive. Only known locations come back (none on a first harvest),
-            # so Python keeps the rest, and stats only those. A run finds each location once, so
-            # only instance rows of earlier runs can match: their batch numbers let DuckDB skip
-            # the row groups this run wrote (a first harvest then scans nothing).
-            rows = self.con.execute(
-                """
-                SELECT k.location, k.file_size, k.file_mtime_ns
-                FROM raw_dicom_instance AS k JOIN _candidates AS c ON k.location = c.location
-                WHERE k.write_seq <= $before_run OR k.write_seq IS NULL
-                UNION ALL
-                SELECT k.location, k.file_size, k.file_mtime_ns
-                FROM raw_harvest_error AS k JOIN _candidates AS c ON k.location = c.location
-                """,
-                {"before_run": before_run},
-            ).fetchall()
+            # table on the candidates and streams the known rows past it: memory follows the
+            # slice, not the archive. Only known locations come back, so Python keeps the rest,
+            # and stats only those.
+            if self._walked_run != run_id:
+                rows = self._known_rows(run_id, files)
+            else:  # files read again after the walk (copies): a few, looked up in the tables themselves
+                rows = self.con.execute(
+                    """
+                    SELECT k.location, k.file_size, k.file_mtime_ns
+                    FROM raw_dicom_instance AS k JOIN _candidates AS c ON k.location = c.location
+                    WHERE k.write_seq <= $before_run OR k.write_seq IS NULL
+                    UNION ALL
+                    SELECT k.location, k.file_size, k.file_mtime_ns
+                    FROM raw_harvest_error AS k JOIN _candidates AS c ON k.location = c.location
+                    """,
+                    {"before_run": before_run},
+                ).fetchall()
         finally:
             self.con.unregister("_candidates")
         known = [(location, _unchanged(location, size, mtime)) for location, size, mtime in rows]
@@ -251,6 +264,48 @@ class DuckDBRawWarehouse:
         # Once a selected file replaces a row, every later batch of the run looks for rows to replace.
         self._replaces_rows = bool(self._replaces_rows) or any(not same for _, same in known)
         return sorted(f for f in files if f.location not in unchanged)  # found in about this order: quick to sort
+
+    def _known_rows(self, run_id: str, files: list[FileRef]) -> list[tuple[str, int, int]]:
+        """(location, size, mtime) of the `_candidates` that earlier runs harvested, from KNOWN_TABLE."""
+        if self._known_run != run_id:
+            self._index_known_files(run_id)
+        first, end = self._known_range(min(f.location for f in files), max(f.location for f in files))
+        if first >= end:
+            return []
+        return self.con.execute(
+            f"SELECT k.location, k.file_size, k.file_mtime_ns FROM {KNOWN_TABLE} AS k "
+            "JOIN _candidates AS c ON k.location = c.location WHERE k.rowid >= $first AND k.rowid < $end",
+            {"first": first, "end": end},
+        ).fetchall()
+
+    def _index_known_files(self, run_id: str) -> None:
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {KNOWN_TABLE} AS "
+            "SELECT location, file_size, file_mtime_ns FROM raw_dicom_instance "
+            "UNION ALL SELECT location, file_size, file_mtime_ns FROM raw_harvest_error ORDER BY location"
+        )
+        marks = self.con.execute(f"SELECT location FROM {KNOWN_TABLE} WHERE rowid % {KNOWN_STEP} = 0 ORDER BY rowid")
+        self._known_marks = [row[0] for row in marks.fetchall()]
+        if self._known_marks != sorted(self._known_marks):  # not stored in order: every look-up reads it all
+            self._known_marks = None
+        self._known_run = run_id
+
+    def _known_range(self, low: str, high: str) -> tuple[int, int]:
+        """[first, end): the row ids of KNOWN_TABLE that hold every location from `low` to `high`."""
+        marks = self._known_marks
+        if marks is None:
+            return 0, 2**62
+        start = max(bisect.bisect_right(marks, low) - 1, 0)  # the block holding `low`
+        stop = bisect.bisect_right(marks, high)  # blocks starting at or before `high`
+        return start * KNOWN_STEP, stop * KNOWN_STEP
+
+    def end_walk(self, run_id: str) -> None:
+        """The walk is over: later look-ups (copies read again) read the tables themselves, which
+        the run has changed since KNOWN_TABLE was built."""
+        self._walked_run = run_id
+        if self._known_run is not None:
+            self.con.execute(f"DROP TABLE IF EXISTS {KNOWN_TABLE}")
+            self._known_run, self._known_marks = None, []
 
     # --- writes ---------------------------------------------------------------------------
 
