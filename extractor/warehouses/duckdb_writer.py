@@ -333,7 +333,8 @@ class DuckDBRawWarehouse:
             kept = "location NOT IN (SELECT location FROM _duplicates)" if duplicates else "TRUE"
             seq = {"seq": self._next_write_seq()}
             con.execute(
-                f"INSERT INTO raw_dicom_instance BY NAME SELECT * REPLACE ($seq::BIGINT AS write_seq) FROM _instances WHERE {kept}",
+                "INSERT INTO raw_dicom_instance BY NAME "
+                f"SELECT * REPLACE ($seq::BIGINT AS write_seq) FROM _instances WHERE {kept}",
                 seq,
             )
             con.execute(
