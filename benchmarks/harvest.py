@@ -330,41 +330,18 @@ def _warehouse_counts(path: Path) -> dict:
         con.close()
 
 
-def harvest_once(imgomop: str, root: Path, workers: int, scratch: Path, env: dict[str, str]) -> tuple[Measured, dict]:
-    """One `imgomop harvest` into a fresh warehouse; the measurement and the warehouse's counts."""
+def harvest_once(imgomop: str, root: Path, workers: int, scratch: Path, env: dict[str, str],
+                 again: bool = False) -> tuple[Measured, dict]:
+    """One `imgomop harvest` into a fresh warehouse (with `again`, then a second one into the same
+    warehouse, which is the one measured); the measurement and the warehouse's counts."""
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         workdir = Path(tmp)
         config = _write_config(workdir)
         cmd = [imgomop, "harvest", str(root), "--workers", str(workers), "--config", str(config)]
-        m = run_measured(cmd, cwd=workdir, env=env)
-        _check(m, " ".join(cmd))
+        for run in ("first", "again") if again else ("first",):
+            m = run_measured(cmd, cwd=workdir, env=env)
+            _check(m, " ".join(cmd) + (" (again)" if run == "again" else ""))
         return m, _warehouse_counts(workdir / "identified.duckdb")
-
-
-def run_rerun(imgomop: str, root: Path, files: int, nbytes: int, workers: int, label: str, scratch: Path,
-              env: dict[str, str], fixed_cpu: float) -> Result:
-    """A first harvest into a fresh warehouse (not measured), then the same harvest again, measured."""
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        workdir = Path(tmp)
-        config = _write_config(workdir)
-        cmd = [imgomop, "harvest", str(root), "--workers", str(workers), "--config", str(config)]
-        _check(run_measured(cmd, cwd=workdir, env=env), " ".join(cmd))
-        m = run_measured(cmd, cwd=workdir, env=env)
-        _check(m, " ".join(cmd) + " (again)")
-        counts = _warehouse_counts(workdir / "identified.duckdb")
-    if f"{files} files seen, {files} unchanged" not in m.stdout:
-        raise SystemExit(f"{label}: the re-run did not find every file unchanged: {m.stdout.strip()}")
-    return Result(
-        name=label,
-        files=files,
-        bytes=nbytes,
-        workers=workers,
-        seconds=counts["run_seconds"],
-        process_seconds=m.wall_seconds,
-        cpu_seconds=m.cpu_seconds - fixed_cpu,
-        memory=_memory(m),
-        detail={"warehouse": counts, "stdout": m.stdout.strip(), "process_cpu_seconds": round(m.cpu_seconds, 3)},
-    )
 
 
 def rerun_label(workers: int) -> str:
@@ -372,10 +349,13 @@ def rerun_label(workers: int) -> str:
 
 
 def run_harvest(imgomop: str, root: Path, files: int, nbytes: int, workers: int, label: str, scratch: Path,
-                env: dict[str, str], fixed_cpu: float) -> Result:
-    m, counts = harvest_once(imgomop, root, workers, scratch, env)
+                env: dict[str, str], fixed_cpu: float, again: bool = False) -> Result:
+    """A harvest into a fresh warehouse; with `again`, the re-run that follows it (nothing changed)."""
+    m, counts = harvest_once(imgomop, root, workers, scratch, env, again)
     if counts["raw_dicom_instance"] + counts["raw_harvest_error"] != files:
         raise SystemExit(f"{label}: {counts} does not account for all {files} files")
+    if again and f"{files} files seen, {files} unchanged" not in m.stdout:
+        raise SystemExit(f"{label}: the re-run did not find every file unchanged: {m.stdout.strip()}")
     return Result(
         name=label,
         files=files,
@@ -594,8 +574,9 @@ def main(argv: list[str] | None = None) -> int:
                     imgomop, subset_root, k, kbytes, w, label, scratch, env, fixed.cpu_seconds)))
         if series_heavy:
             plan += series_heavy_plan(imgomop, series_heavy, worker_counts, scratch, env, fixed.cpu_seconds)
-        plan.append((rerun_label(args.workers), lambda: run_rerun(
-            imgomop, full_root, n, nbytes, args.workers, rerun_label(args.workers), scratch, env, fixed.cpu_seconds)))
+        plan.append((rerun_label(args.workers), lambda: run_harvest(
+            imgomop, full_root, n, nbytes, args.workers, rerun_label(args.workers), scratch, env, fixed.cpu_seconds,
+            again=True)))
         collected: dict[str, list[Result]] = {label: [] for label, _ in plan}
         for rep in range(args.repeat):
             TreePolling.enabled = rep == 0
