@@ -537,6 +537,27 @@ def test_a_rerun_looks_up_each_slice_among_the_known_locations_near_it(
     warehouse.close()
 
 
+def test_known_locations_are_found_whatever_characters_their_names_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look-up's ranges come from Python's order of the slice and DuckDB's order of the known
+    locations: the two agree (code points, UTF-8 bytes), so a re-run finds every file unchanged."""
+    monkeypatch.setattr(duckdb_writer, "KNOWN_STEP", 2)
+    source = _files(_copy_sources(tmp_path / "sources"))[0]
+    root = tmp_path / "archive"
+    names = ["a", "A", "Z~", "é", "e\u0301", "ß", "Ω", "中文", "日本", "\U0001f600", "-x", " y", "_", "0", "a b", "ü.dcm"]
+    for n, name in enumerate(names):
+        folder = root / name / f"{name}{n}"
+        folder.mkdir(parents=True)
+        shutil.copyfile(source, folder / f"{name}.dcm")
+        (folder / f"{name}.txt").write_text(name)
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    first = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=3, batch_size=2)
+    again = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=3, batch_size=2)
+    assert first.files_seen == again.files_seen == again.files_unchanged == 2 * len(names)
+    warehouse.close()
+
+
 def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")
