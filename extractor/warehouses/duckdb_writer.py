@@ -58,13 +58,6 @@ ROWS_PER_CONNECTION = 50_000
 # The locations a pruning run found: a table of the file (not a temporary one), so that the writer
 # can open the file again during the run; dropped once used, or by the next run after a crash.
 FOUND_TABLE = "_harvest_found"
-# The SOP Instance UIDs harvested, as DuckDB's 64-bit hashes, with the batch number of their row,
-# in a narrow table of their own: the duplicate check looks up each batch in it, not in the
-# instance table, whose UID column DuckDB stores in blocks it shares with the other columns (so
-# that look-up read most of the table, and cached it). Hashes of rows since replaced or removed
-# are deleted with them; a hash found only makes the exact check run. DuckDB's hash() is 15 times
-# quicker than MD5 but may change with its version, so the table also holds the hash of a fixed
-# value (batch number -1): when that no longer matches, the table is built again.
 # The locations earlier runs harvested (instance and error rows), in location order, with their
 # size and mtime: built at a run's first look-up, once per run, and dropped when its walk is over.
 # The walk finds files in location order, so each slice's look-up reads only the rows between its
@@ -72,6 +65,13 @@ FOUND_TABLE = "_harvest_found"
 # the whole of both tables (which made a re-run's look-ups grow with the square of the archive).
 KNOWN_TABLE = "_harvest_known"
 KNOWN_STEP = ROW_GROUP_SIZE
+# The SOP Instance UIDs harvested, as DuckDB's 64-bit hashes, with the batch number of their row,
+# in a narrow table of their own: the duplicate check looks up each batch in it, not in the
+# instance table, whose UID column DuckDB stores in blocks it shares with the other columns (so
+# that look-up read most of the table, and cached it). Hashes of rows since replaced or removed
+# are deleted with them; a hash found only makes the exact check run. DuckDB's hash() is 15 times
+# quicker than MD5 but may change with its version, so the table also holds the hash of a fixed
+# value (batch number -1): when that no longer matches, the table is built again.
 UID_HASH_TABLE = "_sop_uid_hash"
 UID_HASH = "hash(sop_instance_uid)"
 UID_HASH_CANARY = ("imgomop uid-hash canary", -1)  # (a value no UID can be, its batch number)
@@ -226,6 +226,13 @@ class DuckDBRawWarehouse:
             f"INSERT INTO {UID_HASH_TABLE} SELECT {UID_HASH}, write_seq FROM raw_dicom_instance "
             f"WHERE sop_instance_uid IS NOT NULL{newer}"
         )
+
+    def _uid_hashes_current(self) -> bool:
+        """Whether the hash table's fixed value still has the hash this DuckDB gives it."""
+        ((current,),) = self.con.execute(
+            f"SELECT COUNT(*) > 0 FROM {UID_HASH_TABLE} WHERE write_seq = $2 AND uid_hash = hash($1)", list(UID_HASH_CANARY)
+        ).fetchall()
+        return current
 
     # --- incremental selection ------------------------------------------------------------
 
@@ -406,12 +413,6 @@ class DuckDBRawWarehouse:
         self._forget_uid_hashes("_locations")
         con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _locations)")
         con.execute("DELETE FROM raw_harvest_error WHERE location IN (SELECT location FROM _locations)")
-
-    def _uid_hashes_current(self) -> bool:
-        ((current,),) = self.con.execute(
-            f"SELECT COUNT(*) > 0 FROM {UID_HASH_TABLE} WHERE write_seq = $2 AND uid_hash = hash($1)", list(UID_HASH_CANARY)
-        ).fetchall()
-        return current
 
     def _forget_uid_hashes(self, locations: str) -> None:
         """Delete the UID hashes of the instance rows at these locations (before the rows go)."""
