@@ -42,7 +42,7 @@ WITH stats AS (
     SELECT
         i.series_instance_uid,
         MIN(i.location) AS representative_location,
-        COUNT(DISTINCT i.sop_instance_uid) AS instance_count,
+        COUNT(*) AS instance_count,  -- one row per SOP instance: the duplicate check makes the others errors
         COUNT(*) AS file_count,
         SUM(i.file_size) AS total_bytes,
         MIN(i.acquisition_datetime) AS first_acquisition_datetime,
@@ -71,8 +71,7 @@ SELECT {", ".join(columns)} FROM (
         s.first_write_seq
     FROM stats AS s
     JOIN {instance} AS r ON r.location = s.representative_location{newer_representative}
-    LEFT JOIN (SELECT series_instance_uid, first_run_id
-               FROM {series} WHERE series_instance_uid IN (SELECT series_instance_uid FROM {touched})) AS old
+    LEFT JOIN (SELECT series_instance_uid, first_run_id FROM {series}) AS old
         ON old.series_instance_uid = s.series_instance_uid
     LEFT JOIN {headers} AS h ON h.location = s.representative_location
 )
