@@ -1014,3 +1014,36 @@ def test_a_warehouse_from_before_prune_gains_the_run_column(tmp_path: Path) -> N
     rows = warehouse.con.execute("SELECT run_id, files_removed FROM raw_harvest_run ORDER BY run_id").fetchall()
     assert rows == sorted([("old", None), (run.run_id, 0)])
     warehouse.close()
+
+
+def test_a_slice_completed_after_every_chunk_is_handed_out_is_rebuilt_at_once() -> None:
+    """A rebuild's memory grows with the rows it covers, so the last slices are rebuilt one by
+    one as they complete, not all together once the workers have finished them."""
+    loop = pipeline._Loop(None, None, workers=2, pool=None, batch_size=2, slice_files=3, bar=None)
+    loop.selected, loop.received, loop.all_selected = [3, 3, 3], [3, 1, 0], True
+    assert loop._rebuild_due()  # the first slice is complete
+    loop.rebuilt = loop.completed
+    assert not loop._rebuild_due()  # nothing more completed since
+    loop.received[1] = 3
+    assert loop._rebuild_due()
+
+
+def test_a_batch_is_written_to_the_file_a_row_group_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows appended in one transaction are written out as each row group fills, not held in
+    memory until five have (DuckDB's default), so a batch's write costs about one row group."""
+    held = {}
+    for row_groups in (duckdb_writer.HARVEST_CONFIG["write_buffer_row_group_count"], 5):
+        monkeypatch.setitem(duckdb_writer.HARVEST_CONFIG, "write_buffer_row_group_count", row_groups)
+        con = duckdb_writer.connect_raw(tmp_path / f"buffer-{row_groups}.duckdb")
+        con.execute("CREATE TABLE t (location VARCHAR, note VARCHAR)")
+        con.execute("BEGIN TRANSACTION")
+        con.execute(
+            "INSERT INTO t SELECT 'archive/' || i, repeat(md5(i::VARCHAR), 8) FROM range(?) AS r(i)",
+            [4 * duckdb_writer.ROW_GROUP_SIZE],
+        )
+        ((held[row_groups],),) = con.execute(
+            "SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+        ).fetchall()
+        con.execute("COMMIT")
+        con.close()
+    assert held[1] < held[5] / 2, held

@@ -250,14 +250,13 @@ class _Loop:
     def _rebuild_due(self) -> bool:
         """Whether to write and rebuild now: a slice has completed, and the slices completed since
         the last rebuild hold a slice's worth of files (so the small first slice waits for the
-        next one), unless every chunk is handed out (the one rebuild at the end then covers what
-        is still in flight: at most the pool's queue and the last slice); or the headers held
-        reached their cap."""
+        next one); or the headers held reached their cap. This holds to the end of the walk, so
+        no rebuild covers more than about a slice (a rebuild's memory grows with its rows)."""
         slice_completed = self._slice_completed()  # first: it keeps the count of completed slices current
         if self.header_bytes >= HEADER_BYTES_PER_REBUILD:
             return True
         enough = sum(self.selected[self.rebuilt : self.completed]) >= self.slice_files
-        return slice_completed and enough and not self.all_selected
+        return slice_completed and enough
 
     def _slice_completed(self) -> bool:
         """Whether the oldest open slices now have every row back (they count as completed)."""
