@@ -597,11 +597,18 @@ def test_series_rebuilds_never_read_the_stored_headers(tmp_path: Path, monkeypat
             statements.append(sql)
             return real.execute(sql, *args)
 
+        def sql(self, sql: str, **kwargs: Any) -> Any:
+            statements.append(sql)
+            return real.sql(sql, **kwargs)
+
     monkeypatch.setattr(warehouse, "con", Recording())
     harvest([str(root)], warehouse, workers=1, progress=False, slice_files=3, batch_size=2)
-    rebuilds = [sql for sql in statements if "_new_series AS" in sql]
+    rebuilds = [sql for sql in statements if "WITH stats AS" in sql]
     assert len(rebuilds) > 3
-    assert not any("representative_header_json" in sql.split("FROM raw_dicom_series")[-1] for sql in rebuilds)
+    assert not any("raw_dicom_series" in sql for sql in rebuilds)  # built from the instance rows alone
+    replaced = [sql for sql in statements if sql.startswith("DELETE FROM raw_dicom_series")]
+    assert len(replaced) == len(rebuilds)
+    assert not any("representative_header_json" in sql for sql in replaced)  # first_run_id comes back, not the header
     whole_table_checks = [sql for sql in statements if "representative_header_json IS NULL" in sql and "FROM raw_dicom_series" in sql]
     assert len(whole_table_checks) == 1  # once per run; after that only the rows each rebuild wrote
     assert _headers_match_their_representatives(warehouse) == []
@@ -1047,3 +1054,23 @@ def test_a_batch_is_written_to_the_file_a_row_group_at_a_time(tmp_path: Path, mo
         con.execute("COMMIT")
         con.close()
     assert held[1] < held[5] / 2, held
+
+
+def test_a_rebuild_takes_the_headers_the_workers_read(tmp_path: Path) -> None:
+    """Each representative read in the slice gets its header from the rebuild itself: none is
+    left for the parent to open again."""
+    root = _copy_sources(tmp_path / "archive")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    left_without: list[tuple[str, str]] = []
+    without_header = warehouse.series_without_header
+
+    def recording() -> list[tuple[str, str]]:
+        left = without_header()
+        left_without.extend(left)
+        return left
+
+    warehouse.series_without_header = recording  # type: ignore[method-assign]
+    run = harvest([str(root)], warehouse, workers=1, progress=False)
+    assert run.series_added == 7 and left_without == []
+    assert _headers_match_their_representatives(warehouse) == []
+    warehouse.close()

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, with_stat
-from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, PRIMARY_KEYS, RAW_TABLES, to_arrow
+from extractor.warehouses.schema import ADDED_COLUMNS, PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
     PRUNE_SKIPPED_COLUMNS,
@@ -166,6 +166,22 @@ def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _with_first_runs_and_headers(
+    rows: pa.Table, first_runs: dict[str, str], run_id: str, headers: dict[str, str]
+) -> pa.Table:
+    """Rebuilt series rows with the first_run_id of the rows they replace (this run's for a new
+    series) and the header JSON of their representative where the harvest holds it."""
+    uids = rows.column("series_instance_uid").to_pylist()
+    locations = rows.column("representative_location").to_pylist()
+    filled = {
+        "first_run_id": pa.array([first_runs.get(uid, run_id) for uid in uids], pa.string()),
+        "representative_header_json": pa.array([headers.get(location) for location in locations], pa.string()),
+    }
+    for name, column in filled.items():
+        rows = rows.set_column(rows.schema.get_field_index(name), name, column)
+    return rows
+
+
 def _unchanged(location: str, size: int | None, mtime_ns: int | None) -> bool:
     """Whether the file still has the size and mtime of its row (one that cannot be stat'ed has changed)."""
     now = with_stat(location)
@@ -187,7 +203,8 @@ class DuckDBRawWarehouse:
         self._rows_before_run = True  # whether the raw tables held any row when that run began
         self._unrebuilt_since: int | None = None  # the first batch written since the last series rebuild
         self._rebuilt = False  # whether this writer has rebuilt series (its first rebuild scans everything)
-        self._refreshed_run: str | None = None  # the run of the last series rebuild (its rows are in _new_series)
+        self._refreshed_run: str | None = None  # the run of the last series rebuild
+        self._rebuilt_without_header: list[tuple[str, str]] = []  # (series UID, representative) it left without a header
         self._headers_checked_run: str | None = None  # the run for which series_without_header looked at the whole table
         self._rows_since_connect = 0  # rows written through this connection (see ROWS_PER_CONNECTION)
         self._known_run: str | None = None  # the run whose walk KNOWN_TABLE serves
@@ -449,20 +466,30 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
-        rows = [{"location": location, "header_json": text} for location, text in headers.items()]
-        with _transaction(self.con, _headers_read=to_arrow(rows, HEADERS_READ)) as con:
+        """Rebuild the touched series' rows. Their first_run_id (from the rows deleted) and header
+        JSON are filled in here, not joined in SQL: DuckDB gives each hash join of a query about
+        8 MB however few its rows, and those two joins were half of a rebuild's memory."""
+        with _transaction(self.con) as con:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _touched AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
                 [sorted(touched_series)],
             )
             since = self._rebuild_bound()
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _new_series AS "
-                + new_series_rows_sql("raw_dicom_instance", "raw_dicom_series", "_touched", "_headers_read", "$run_id", since),
-                {"run_id": run_id},
-            )
-            con.execute("DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)")
-            con.execute("INSERT INTO raw_dicom_series SELECT * FROM _new_series")
+            rows = con.sql(
+                new_series_rows_sql("raw_dicom_instance", None, "_touched", None, "$run_id", since), params={"run_id": run_id}
+            ).to_arrow_table()
+            first_runs = dict(con.execute(
+                "DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched) "
+                "RETURNING series_instance_uid, first_run_id"
+            ).fetchall())
+            rows = _with_first_runs_and_headers(rows, first_runs, run_id, headers)
+            con.register("_new_series", rows)
+            try:
+                con.execute("INSERT INTO raw_dicom_series BY NAME SELECT * FROM _new_series")
+            finally:
+                con.unregister("_new_series")
+        keys = zip(rows.column("series_instance_uid").to_pylist(), rows.column("representative_location").to_pylist())
+        self._rebuilt_without_header = sorted((uid, location) for uid, location in keys if location not in headers)
         self._unrebuilt_since, self._rebuilt, self._refreshed_run = None, True, run_id
         self._drop_cached_blocks()
         return_freed_memory()
@@ -517,9 +544,10 @@ class DuckDBRawWarehouse:
         """Series whose header is missing. Called after each rebuild: the first time in a run it
         looks at the whole table (a stopped run can leave some), then only at the rows the last
         rebuild wrote (a test of the header column reads it whole, and it grows with the archive)."""
-        whole = self._headers_checked_run != self._refreshed_run
+        if self._headers_checked_run == self._refreshed_run:
+            return self._rebuilt_without_header
         self._headers_checked_run = self._refreshed_run
-        return self.con.execute(series_without_header_sql("raw_dicom_series" if whole else "_new_series")).fetchall()
+        return self.con.execute(series_without_header_sql("raw_dicom_series")).fetchall()
 
     @_retried_with_more_memory
     def set_series_headers(self, headers: dict[str, str | None]) -> None:

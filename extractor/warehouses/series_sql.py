@@ -11,7 +11,12 @@ from extractor.warehouses.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUM
 
 
 def new_series_rows_sql(
-    instance: str, series: str, touched: str, headers: str, run_id_param: str, since_write_seq: int | None = None
+    instance: str,
+    series: str | None,
+    touched: str,
+    headers: str | None,
+    run_id_param: str,
+    since_write_seq: int | None = None,
 ) -> str:
     """SELECT of the rebuilt series rows for the series listed in the `touched` subquery/table.
 
@@ -20,7 +25,12 @@ def new_series_rows_sql(
     harvest reads the few left without one afterwards (a series spanning two rebuilds, or one whose
     representative this run did not read). The old rows' headers are never read: a scan reads a
     text column whole whatever the filter, and the headers of every series are the largest column
-    there is, so each rebuild would cost time and memory in proportion to the archive.
+    there is, so each rebuild would cost time and memory in proportion to the archive. A series
+    row keeps the `first_run_id` of the row it replaces in `series`.
+
+    With `series` or `headers` None, `first_run_id` or `representative_header_json` is NULL, for
+    the caller to fill in: the DuckDB writer does so from the rows it deletes and the headers it
+    holds, since each join costs DuckDB a hash table of about 8 MB however few its rows.
 
     `since_write_seq`, when the writer knows that every instance row of the touched series has a
     `write_seq` at least that high, limits both scans of the instance table to those rows: the
@@ -36,6 +46,15 @@ def new_series_rows_sql(
         f"CASE WHEN MIN(i.{c}) <> MAX(i.{c}) THEN '{c},' ELSE '' END" for c in PATIENT_CONSISTENCY_COLUMNS
     )
     attributes = ", ".join(f"r.{c}" for c in SERIES_ATTRIBUTE_COLUMNS)
+    first_run, old_join = "NULL", ""
+    if series is not None:
+        first_run = f"COALESCE(old.first_run_id, {run_id_param})"
+        old_join = (f"\n    LEFT JOIN (SELECT series_instance_uid, first_run_id FROM {series}) AS old"
+                    "\n        ON old.series_instance_uid = s.series_instance_uid")
+    header, header_join = "NULL", ""
+    if headers is not None:
+        header = "h.header_json"
+        header_join = f"\n    LEFT JOIN {headers} AS h ON h.location = s.representative_location"
     columns = [name for name, _ in RAW_DICOM_SERIES]
     return f"""
 WITH stats AS (
@@ -64,16 +83,13 @@ SELECT {", ".join(columns)} FROM (
         s.last_acquisition_datetime,
         s.conflicting_attributes,
         s.representative_location,
-        h.header_json AS representative_header_json,
-        COALESCE(old.first_run_id, {run_id_param}) AS first_run_id,
+        {header} AS representative_header_json,
+        {first_run} AS first_run_id,
         {run_id_param} AS last_run_id,
         CURRENT_TIMESTAMP AS updated_at,
         s.first_write_seq
     FROM stats AS s
-    JOIN {instance} AS r ON r.location = s.representative_location{newer_representative}
-    LEFT JOIN (SELECT series_instance_uid, first_run_id FROM {series}) AS old
-        ON old.series_instance_uid = s.series_instance_uid
-    LEFT JOIN {headers} AS h ON h.location = s.representative_location
+    JOIN {instance} AS r ON r.location = s.representative_location{newer_representative}{old_join}{header_join}
 )
 """
 
