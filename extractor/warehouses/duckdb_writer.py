@@ -466,7 +466,7 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
-        """Rebuild the touched series' rows. Their first_run_id (from the rows deleted) and header
+        """Rebuild the touched series' rows. Their first_run_id (from the rows replaced) and header
         JSON are filled in here, not joined in SQL: DuckDB gives each hash join of a query about
         8 MB however few its rows, and those two joins were half of a rebuild's memory."""
         with _transaction(self.con) as con:
@@ -478,10 +478,10 @@ class DuckDBRawWarehouse:
             rows = con.sql(
                 new_series_rows_sql("raw_dicom_instance", None, "_touched", None, "$run_id", since), params={"run_id": run_id}
             ).to_arrow_table()
-            first_runs = dict(con.execute(
-                "DELETE FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched) "
-                "RETURNING series_instance_uid, first_run_id"
-            ).fetchall())
+            replaced = "FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)"
+            # Not DELETE ... RETURNING: DuckDB then reads every column of the table, headers too.
+            first_runs = dict(con.execute(f"SELECT series_instance_uid, first_run_id {replaced}").fetchall())
+            con.execute(f"DELETE {replaced}")
             rows = _with_first_runs_and_headers(rows, first_runs, run_id, headers)
             con.register("_new_series", rows)
             try:
