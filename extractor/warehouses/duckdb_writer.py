@@ -168,9 +168,10 @@ def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
 
 def _with_first_runs_and_headers(
     rows: pa.Table, first_runs: dict[str, str], run_id: str, headers: dict[str, str]
-) -> pa.Table:
+) -> tuple[pa.Table, list[tuple[str, str]]]:
     """Rebuilt series rows with the first_run_id of the rows they replace (this run's for a new
-    series) and the header JSON of their representative where the harvest holds it."""
+    series) and the header JSON of their representative where the harvest holds it; and the
+    (series UID, representative) of the rows left without one."""
     uids = rows.column("series_instance_uid").to_pylist()
     locations = rows.column("representative_location").to_pylist()
     filled = {
@@ -179,7 +180,8 @@ def _with_first_runs_and_headers(
     }
     for name, column in filled.items():
         rows = rows.set_column(rows.schema.get_field_index(name), name, column)
-    return rows
+    without_header = sorted((uid, location) for uid, location in zip(uids, locations) if location not in headers)
+    return rows, without_header
 
 
 def _unchanged(location: str, size: int | None, mtime_ns: int | None) -> bool:
@@ -482,14 +484,13 @@ class DuckDBRawWarehouse:
             # Not DELETE ... RETURNING: DuckDB then reads every column of the table, headers too.
             first_runs = dict(con.execute(f"SELECT series_instance_uid, first_run_id {replaced}").fetchall())
             con.execute(f"DELETE {replaced}")
-            rows = _with_first_runs_and_headers(rows, first_runs, run_id, headers)
+            rows, without_header = _with_first_runs_and_headers(rows, first_runs, run_id, headers)
             con.register("_new_series", rows)
             try:
                 con.execute("INSERT INTO raw_dicom_series BY NAME SELECT * FROM _new_series")
             finally:
                 con.unregister("_new_series")
-        keys = zip(rows.column("series_instance_uid").to_pylist(), rows.column("representative_location").to_pylist())
-        self._rebuilt_without_header = sorted((uid, location) for uid, location in keys if location not in headers)
+        self._rebuilt_without_header = without_header
         self._unrebuilt_since, self._rebuilt, self._refreshed_run = None, True, run_id
         self._drop_cached_blocks()
         return_freed_memory()
