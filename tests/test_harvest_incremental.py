@@ -1028,7 +1028,7 @@ def test_a_slice_completed_after_every_chunk_is_handed_out_is_rebuilt_at_once() 
     """A rebuild's memory grows with the rows it covers, so the last slices are rebuilt one by
     one as they complete, not all together once the workers have finished them."""
     loop = pipeline._Loop(None, None, workers=2, pool=None, batch_size=2, slice_files=3, bar=None)
-    loop.selected, loop.received, loop.all_selected = [3, 3, 3], [3, 1, 0], True
+    loop.selected, loop.received = [3, 3, 3], [3, 1, 0]  # every chunk handed out
     assert loop._rebuild_due()  # the first slice is complete
     loop.rebuilt = loop.completed
     assert not loop._rebuild_due()  # nothing more completed since

@@ -208,7 +208,6 @@ class _Loop:
         self.touched_series: set[str] = set()
         self.headers: dict[str, str | None] = {}  # location -> DICOM JSON read by the workers since the last rebuild
         self.header_bytes = 0
-        self.all_selected = False  # every slice selected: what remains is in flight
         self.copies_to_check: set[str] = set()  # copies naming a file whose row this run replaced
 
     def harvest(self, slices: Iterable[list[FileRef]]) -> None:
@@ -221,13 +220,12 @@ class _Loop:
             if self._rebuild_due():
                 self._write()
                 self._rebuild_series()
-            elif sum(r.files for r in self.pending) >= self._write_threshold():
+            elif sum(r.files for r in self.pending) >= self.batch_size:
                 self._write()
         self._write()
         self._rebuild_series()
 
     def _selected_chunks(self, slices: Iterable[list[FileRef]]) -> Iterator[tuple[int, list[FileRef]]]:
-        self.all_selected = False
         for number, files in enumerate(slices, start=len(self.selected)):  # numbers go on across calls
             if self.remember_found:
                 self.warehouse.remember_found(self.run.run_id, files)
@@ -240,12 +238,6 @@ class _Loop:
             self.bar.refresh()
             for start in range(0, len(changed), CHUNK_FILES):
                 yield number, changed[start : start + CHUNK_FILES]
-        self.all_selected = True
-
-    def _write_threshold(self) -> int:
-        """Rows per write. Once the last chunks are in flight, smaller writes overlap with the
-        reading of the others, leaving less to write after the workers have stopped."""
-        return max(1, self.batch_size // 4) if self.all_selected else self.batch_size
 
     def _rebuild_due(self) -> bool:
         """Whether to write and rebuild now: a slice has completed, and the slices completed since
