@@ -23,7 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 
 from bad_dicom import (
     TEST_FILES,
@@ -32,11 +35,12 @@ from bad_dicom import (
     build_mislabelled,
     damaged,
     pydicom_pixel_data_offset,
+    to_bytes,
     truncation_reason,
     with_and_without,
 )
 from extractor.harvest import reader
-from extractor.harvest.reader import HarvestError, _check_row, _read_general, read_instance
+from extractor.harvest.reader import PIXEL_TAG_BYTES, HarvestError, _check_row, _read_general, read_instance
 
 TRUNCATION_CLASSES = {"TruncatedHeader", "TruncatedPixelData"}
 
@@ -116,6 +120,22 @@ def walker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 @pytest.mark.parametrize("path", BUNDLED, ids=[str(p.relative_to(TEST_FILES)) for p in BUNDLED])
 def test_bundled_test_file(path: Path, walker: str) -> None:
     compare(path.read_bytes(), str(path.relative_to(TEST_FILES)))
+
+
+def test_the_pixel_data_of_an_icon_image_is_not_the_file_s(walker: str) -> None:
+    """An icon image (0088,0200, after every harvested attribute) holds encapsulated pixel data of
+    its own inside a sequence item: the file's pixel data is the top-level element after it."""
+    ds = pydicom.dcmread(TEST_FILES / "SC_rgb_jpeg_gdcm.dcm")
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.SamplesPerPixel, icon.BitsAllocated = 4, 4, 1, 8
+    icon.PixelData = encapsulate([bytes(range(16))])
+    icon["PixelData"].VR, icon["PixelData"].is_undefined_length = "OB", True
+    ds.IconImageSequence = [icon]
+    data = to_bytes(ds)
+    icon_offset = data.find(PIXEL_TAG_BYTES)
+    assert 0 < icon_offset < pydicom_pixel_data_offset(data)
+    compare(data, "icon image")
+    assert read_instance(io.BytesIO(data), len(data))["pixel_data_offset"] == pydicom_pixel_data_offset(data)
 
 
 @pytest.mark.parametrize("bad", CORPUS, ids=[b.case for b in CORPUS])

@@ -286,9 +286,10 @@ def _walk_dataset(
 def _locate_pixel_data(win: _Window, pos: int, explicit: bool) -> int | None:
     """Find (7FE0,0010) after the harvested attributes and check it lies inside the file.
 
-    Pixel data nearly always ends the file, so a tag match whose declared length ends exactly at
-    the end of the file (or that opens encapsulated fragments) is accepted without walking the
-    private groups in between; anything else is walked element by element.
+    Pixel data nearly always ends the file, so a tag match whose value (or whose encapsulated
+    fragments) ends exactly at the end of the file is accepted without walking the private groups
+    in between; anything else is walked element by element. An icon image (0088,0200) holds pixel
+    data of its own, often encapsulated, inside a sequence before the file's.
     """
     header_end = min(win.size, pos + CHUNK)
     found = -1
@@ -312,11 +313,11 @@ def _pixel_data_fits_exactly(win: _Window, pos: int, explicit: bool) -> bool:
         return False
     if length == UNDEFINED_LENGTH:
         try:
-            _check_pixel_data(win, pos + header, length, explicit)
+            end = _skip_undefined_length(win, pos + header, explicit, 1)
         except HarvestError:
             return False  # let the element walk decide and report it
-        return True
-    end = pos + header + length
+    else:
+        end = pos + header + length
     return end == win.size or _is_trailing_padding(win, end, explicit)
 
 
