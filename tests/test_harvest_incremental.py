@@ -558,6 +558,30 @@ def test_known_locations_are_found_whatever_characters_their_names_hold(
     warehouse.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_name_that_is_not_utf8_is_an_error_row_and_the_run_goes_on(tmp_path: Path, workers: int) -> None:
+    """Linux file names are bytes: a Latin-1 name (here in a Latin-1 folder too) cannot be stored as
+    text, so it is an error row naming the bytes, and a re-run finds it unchanged."""
+    root = tmp_path / "archive"
+    shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")
+    latin1 = os.fsencode(root) + b"/M\xfcller"
+    os.mkdir(latin1)
+    shutil.copyfile(TEST_FILES / "CT_small.dcm", latin1 + b"/CT \xe9t\xe9.dcm")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    first = harvest([str(root)], warehouse, workers=workers, progress=False, prune=True)
+    again = harvest([str(root)], warehouse, workers=workers, progress=False, prune=True)
+    errors = warehouse.con.execute("SELECT location, error_class, message, file_size FROM raw_harvest_error").fetchall()
+    instances = warehouse.con.execute("SELECT COUNT(*) FROM raw_dicom_instance").fetchone()[0]
+    warehouse.close()
+    assert (first.files_seen, first.instances_added, first.errors) == (8, 7, 1)
+    assert (again.files_seen, again.files_unchanged, again.files_removed, again.errors) == (8, 8, 0, 0)
+    assert instances == 7
+    [(location, error_class, message, size)] = errors
+    assert location == f"{root}/M\\xfcller/CT \\xe9t\\xe9.dcm"
+    assert error_class == "UndecodableFileName" and "rename" in message
+    assert size == (TEST_FILES / "CT_small.dcm").stat().st_size
+
+
 def test_overlapping_sources_harvest_each_file_once(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     shutil.copytree(TEST_FILES / "dicomdirtests/98892003/MR700", root / "MR700")

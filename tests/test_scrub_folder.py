@@ -368,6 +368,22 @@ def test_a_rerun_skips_finished_inputs(scrubbed, archive):
     assert {r["error_class"] for r in retried} == {"NotDicom"}
 
 
+def test_a_file_name_that_is_not_utf8_is_scrubbed_and_skipped_by_a_rerun(tmp_path):
+    """Linux file names are bytes: a Latin-1 name is read by its bytes, and its manifest key (a hash
+    of its location, as the warehouse keeps it) lets a re-run find it done."""
+    from pydicom.data import get_testdata_file
+
+    folder = os.fsencode(tmp_path / "in") + b"/M\xfcller"
+    os.makedirs(folder)
+    shutil.copyfile(get_testdata_file("CT_small.dcm"), folder + b"/CT \xe9t\xe9.dcm")
+    out = tmp_path / "out"
+    first = invoke_cli("scrub", str(tmp_path / "in"), "--out", str(out), "--workers", "1")
+    again = invoke_cli("scrub", str(tmp_path / "in"), "--out", str(out), "--workers", "1")
+    assert "1 deidentified" in first
+    assert "1 already done (skipped)" in again
+    assert len(list(out.rglob("*.dcm"))) == 1
+
+
 # explicit and implicit little endian, RLE, JPEG 2000 (one with a sequence delimiter inside a
 # fragment), and big endian (never copied raw: the full path)
 PIXEL_COPY_FILES = ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm",

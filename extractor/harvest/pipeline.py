@@ -26,7 +26,7 @@ from extractor.parallel import run_chunks, worker_pool
 from extractor.harvest.discover import check_sources, discover_files, is_under
 from extractor.harvest.header_json import header_json
 from extractor.harvest.reader import HarvestError, read_instance
-from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse, with_stat
+from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse, text_location, with_stat
 from extractor.warehouses.schema import RAW_DICOM_INSTANCE, RAW_HARVEST_ERROR, to_arrow
 
 CHUNK_FILES = 256  # files per task sent to a worker
@@ -35,6 +35,10 @@ FIRST_SLICE_FILES = 2 * CHUNK_FILES  # a small first slice: reading starts befor
 HEADER_CHUNK = 8  # series per task when reading representative headers as DICOM JSON
 HEADER_WRITE_BATCH = 500  # series headers per warehouse update
 HEADER_BYTES_PER_REBUILD = 8_000_000  # header JSON held before a series rebuild (archives of one-file series reach it)
+UNDECODABLE_NAME = (
+    "the file name is not valid UTF-8 (its location shows the undecodable bytes as \\xNN); locations are "
+    "kept as text, so the file is not harvested: rename it (for example with convmv) and harvest again"
+)
 
 
 @dataclass
@@ -83,6 +87,11 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
     now = _utcnow()
     warnings.filterwarnings("ignore", module="pydicom")  # bad input is recorded as error rows, not warned about
     for ref in files:
+        name = text_location(ref.location)
+        if name != ref.location:
+            stat = with_stat(ref.location)
+            errors.append(_error_row(stat._replace(location=name), "UndecodableFileName", UNDECODABLE_NAME, run_id, now))
+            continue
         try:
             with open(ref.location, "rb", buffering=0) as fp:  # the walker reads large pieces itself
                 stat = os.fstat(fp.fileno())
@@ -145,7 +154,7 @@ def harvest(
     """
     roots = check_sources(sources)
     workers = max(1, workers or os.cpu_count() or 1)
-    run = HarvestRun(run_id=new_run_id(), started_at=_utcnow(), sources=";".join(str(r) for r in roots))
+    run = HarvestRun(run_id=new_run_id(), started_at=_utcnow(), sources=";".join(text_location(str(r)) for r in roots))
     warehouse.ensure_tables()
     warehouse.record_run(run)
     try:
@@ -157,9 +166,10 @@ def harvest(
             loop.touched_series |= warehouse.unbuilt_series()  # left by a run that stopped before its rebuild
             loop.harvest(_slices(discover_files(roots, unreadable), size, first_size=min(size, FIRST_SLICE_FILES)))
             warehouse.end_walk(run.run_id)
+            stored_roots = [text_location(str(root)) for root in roots]
             if prune:
-                loop.remove_missing([str(root) for root in roots], unreadable)
-            loop.read_orphaned_copies([str(root) for root in roots], every_copy=prune)
+                loop.remove_missing(stored_roots, unreadable)
+            loop.read_orphaned_copies(stored_roots, every_copy=prune)
         bar.close()
         run.series_added, run.series_updated = warehouse.series_counts(run.run_id)
         run.status = "completed"

@@ -37,6 +37,7 @@ from extractor.scrub.instance import (
     scrub_chunk,
 )
 from extractor.scrub.sinks import Sink, open_sink
+from extractor.warehouses.base import text_location
 
 CHUNK_JOBS = 32
 MANIFEST_FOLDER = "manifest"
@@ -67,7 +68,7 @@ class ScrubSummary:
 
 
 def source_key(location: str, key: str) -> str:
-    return hash_text("source", location, key)
+    return hash_text("source", text_location(location), key)  # the form the warehouse keeps
 
 
 def folder_jobs(sources: list[str]) -> Iterator[ScrubJob]:

@@ -30,6 +30,21 @@ class FileRef(NamedTuple):
     file_mtime_ns: int | None = None
 
 
+def text_location(location: str) -> str:
+    """The location as the warehouse stores it (as text, UTF-8).
+
+    On Linux a file name is bytes and need not be valid UTF-8 (say, Latin-1 names copied from an
+    old share); Python then holds the undecodable bytes as lone surrogates, which no text column
+    takes. Such a location is stored with those bytes written as `\\xNN`: the file cannot be opened
+    by that text, so the harvest records it as an error row (see `harvest_chunk`).
+    """
+    try:
+        location.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(location).decode("utf-8", "backslashreplace")
+    return location
+
+
 def with_stat(location: str) -> FileRef:
     """The file with its size and mtime now (None for both when it cannot be stat'ed)."""
     try:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from google.cloud import bigquery
 
 from extractor.config import BigQueryTarget
-from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, with_stat
+from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, text_location, with_stat
 from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, RAW_TABLES, Column
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
@@ -297,6 +297,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
 
     def select_changed(self, run_id: str, files: list[FileRef]) -> list[FileRef]:
         files = [with_stat(f.location) for f in files]  # the comparison runs in BigQuery
+        found_as = {text_location(f.location): f.location for f in files}  # as stored -> as found
         staged_before = set(self._staged)
         candidates, _ = self._load("candidates", CANDIDATE_COLUMNS, _candidate_blocks(files))
         pending = self._create_stage_as(
@@ -318,7 +319,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             """,
         )
         rows = self._query(f"SELECT location, file_size, file_mtime_ns FROM {self._table(pending)} ORDER BY location")
-        changed = [FileRef(row[0], row[1], row[2]) for row in rows]
+        changed = [FileRef(found_as[row[0]], row[1], row[2]) for row in rows]
         self._drop_stages(self._staged - staged_before)
         return changed
 
@@ -477,7 +478,7 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
     def remember_found(self, run_id: str, files: list[FileRef]) -> None:
         """One load per slice; the staging tables stay until `remove_missing` (or `close`)."""
         staged_before = set(self._staged)
-        self._load("found", LOCATION_COLUMNS, [[{"location": f.location} for f in files]])
+        self._load("found", LOCATION_COLUMNS, [[{"location": text_location(f.location)} for f in files]])
         self._found += sorted(self._staged - staged_before)
 
     def remove_missing(self, run_id: str, roots: list[str], unreadable: list[str]) -> BatchResult:
@@ -539,7 +540,7 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
 def _candidate_blocks(files: Iterable[FileRef]) -> Iterator[list[dict[str, Any]]]:
     block: list[dict[str, Any]] = []
     for ref in files:
-        block.append({"location": ref.location, "file_size": ref.file_size, "file_mtime_ns": ref.file_mtime_ns})
+        block.append({"location": text_location(ref.location), "file_size": ref.file_size, "file_mtime_ns": ref.file_mtime_ns})
         if len(block) >= STAGE_ROWS:
             yield block
             block = []

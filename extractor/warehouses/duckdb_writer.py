@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, with_stat
+from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, text_location, with_stat
 from extractor.warehouses.schema import ADDED_COLUMNS, PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
@@ -265,14 +265,15 @@ class DuckDBRawWarehouse:
         if not self._rows_before_run:  # a first harvest: every file is new
             self._replaces_rows = bool(self._replaces_rows)
             return sorted(files)
-        self.con.register("_candidates", pa.table({"location": [f.location for f in files]}))
+        by_name = {text_location(f.location): f for f in files}  # as stored -> as found
+        self.con.register("_candidates", pa.table({"location": list(by_name)}))
         try:
             # The rows already held for these locations. Inner joins, so DuckDB builds its hash
             # table on the candidates and streams the known rows past it: memory follows the
             # slice, not the archive. Only known locations come back, so Python keeps the rest,
             # and stats only those.
             if self._walked_run != run_id:
-                rows = self._known_rows(run_id, files)
+                rows = self._known_rows(run_id, list(by_name))
             else:  # files read again after the walk (copies): a few, looked up in the tables themselves
                 rows = self.con.execute(
                     """
@@ -287,17 +288,17 @@ class DuckDBRawWarehouse:
                 ).fetchall()
         finally:
             self.con.unregister("_candidates")
-        known = [(location, _unchanged(location, size, mtime)) for location, size, mtime in rows]
-        unchanged = {location for location, same in known if same}
+        known = [(name, _unchanged(by_name[name].location, size, mtime)) for name, size, mtime in rows]
+        unchanged = {name for name, same in known if same}
         # Once a selected file replaces a row, every later batch of the run looks for rows to replace.
         self._replaces_rows = bool(self._replaces_rows) or any(not same for _, same in known)
-        return sorted(f for f in files if f.location not in unchanged)  # found in about this order: quick to sort
+        return sorted(f for name, f in by_name.items() if name not in unchanged)  # found in about this order: quick to sort
 
-    def _known_rows(self, run_id: str, files: list[FileRef]) -> list[tuple[str, int, int]]:
-        """(location, size, mtime) of the `_candidates` that earlier runs harvested, from KNOWN_TABLE."""
+    def _known_rows(self, run_id: str, locations: list[str]) -> list[tuple[str, int, int]]:
+        """(location, size, mtime) of the `_candidates` (`locations`) that earlier runs harvested, from KNOWN_TABLE."""
         if self._known_run != run_id:
             self._index_known_files(run_id)
-        first, end = self._known_range(min(f.location for f in files), max(f.location for f in files))
+        first, end = self._known_range(min(locations), max(locations))
         if first >= end:
             return []
         return self.con.execute(
@@ -581,7 +582,7 @@ class DuckDBRawWarehouse:
             self.con.execute(f"CREATE OR REPLACE TABLE {FOUND_TABLE} (location VARCHAR)")
             self._found_run = run_id
         if files:
-            self.con.register("_found_batch", pa.table({"location": [f.location for f in files]}))
+            self.con.register("_found_batch", pa.table({"location": [text_location(f.location) for f in files]}))
             try:
                 self.con.execute(f"INSERT INTO {FOUND_TABLE} SELECT location FROM _found_batch")
             finally:

@@ -7,6 +7,7 @@ Only functions both engines share are used (CONCAT, RTRIM, NULLIF, SUBSTR, STRPO
 from __future__ import annotations
 
 from extractor.harvest.attributes import PATIENT_CONSISTENCY_COLUMNS
+from extractor.warehouses.base import text_location
 from extractor.warehouses.schema import RAW_DICOM_SERIES, SERIES_ATTRIBUTE_COLUMNS
 
 
@@ -225,6 +226,7 @@ WHERE h.location IS NULL
 
 def prune_rows(roots: list[str], unreadable: list[str], separator: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The rows of the `roots` and `skipped` relations of `missing_locations_sql`."""
+    roots, unreadable = [text_location(root) for root in roots], [text_location(folder) for folder in unreadable]
     root_rows = [{"root": root, "prefix": root.rstrip(separator) + separator} for root in roots]
     skipped_rows = [{"prefix": folder.rstrip(separator) + separator} for folder in unreadable]
     return root_rows, skipped_rows
