@@ -70,13 +70,17 @@ def harvest(
     from extractor.harvest.discover import SourceError
     from extractor.harvest.pipeline import harvest as run_harvest
     from extractor.warehouses import open_raw_warehouse
+    from extractor.warehouses.base import WarehouseInUse
 
     cfg = _load(config)
-    warehouse = open_raw_warehouse(cfg)
+    try:
+        warehouse = open_raw_warehouse(cfg)
+    except WarehouseInUse as exc:
+        _fail(str(exc))
     _imports_are_long_lived()
     try:
         run = run_harvest(sources, warehouse, workers=workers, batch_size=cfg.harvest_batch_size, prune=prune)
-    except SourceError as exc:
+    except (SourceError, WarehouseInUse) as exc:  # the writer opens its file again during long runs
         _fail(str(exc))
     finally:
         warehouse.close()

@@ -1,6 +1,8 @@
 """The command line as a user meets it: help, a harvest, and bad input."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -53,6 +55,25 @@ def test_bad_config_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["harvest", str(tmp_path), "--config", str(config)])
     assert result.exit_code == 2
     assert "oracle" in result.output
+
+
+def test_a_warehouse_another_process_holds_is_a_clear_error(tmp_path, monkeypatch):
+    """DuckDB lets one process write a file at a time: a second harvest says so and stops."""
+    monkeypatch.chdir(tmp_path)
+    warehouse = tmp_path / "warehouse" / "identified.duckdb"
+    warehouse.parent.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = runner.invoke(app, ["harvest", str(TEST_FILES / "CT_small.dcm"), "--workers", "1"])
+    finally:
+        holder.communicate("")
+    assert result.exit_code == 2, result.output
+    assert f"{warehouse} is open in another process (PID {holder.pid})" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_demo_data_refuses_to_overwrite_without_the_flag(tmp_path):

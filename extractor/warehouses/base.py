@@ -30,6 +30,10 @@ class FileRef(NamedTuple):
     file_mtime_ns: int | None = None
 
 
+class WarehouseInUse(RuntimeError):
+    """The warehouse file is open for writing in another process; the message names it."""
+
+
 def text_location(location: str) -> str:
     """The location as the warehouse stores it (as text, UTF-8).
 

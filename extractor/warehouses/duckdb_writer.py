@@ -7,6 +7,7 @@ import ctypes
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, text_location, with_stat
+from extractor.warehouses.base import BatchResult, FileRef, HarvestRun, WarehouseInUse, text_location, with_stat
 from extractor.warehouses.schema import ADDED_COLUMNS, PRIMARY_KEYS, RAW_TABLES, to_arrow
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
@@ -161,7 +162,17 @@ def connect_raw(path: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={**HARVEST_CONFIG, "temp_directory": f"{path}.tmp"})
     literal = str(path).replace("'", "''")
     catalog = path.stem.replace('"', '""')
-    con.execute(f"ATTACH '{literal}' AS \"{catalog}\" (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+    try:
+        con.execute(f"ATTACH '{literal}' AS \"{catalog}\" (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+    except duckdb.IOException as exc:
+        con.close()
+        if "lock" not in str(exc).lower():
+            raise
+        holder = re.search(r"PID (\d+)", str(exc))
+        raise WarehouseInUse(
+            f"{path} is open in another process{f' (PID {holder[1]})' if holder else ''}; DuckDB lets one process "
+            "write a file at a time: wait for it to finish (a harvest, build or scrub), then run this again"
+        ) from exc
     con.execute(f'USE "{catalog}"')
     return con
 
