@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -38,6 +41,41 @@ class CommandFailed(typer.Exit):
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise CommandFailed(message)
+
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+
+
+def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _duckdb_interrupted(error: BaseException) -> bool:
+    """Whether DuckDB raised this because Ctrl-C stopped a query: its InterruptException, or, when
+    the signal arrives while it reads a registered Arrow table, an error naming the interruption."""
+    import duckdb
+
+    if isinstance(error, duckdb.InterruptException):
+        return True
+    return isinstance(error, (RuntimeError, duckdb.Error)) and (
+        str(error) == "Query interrupted" or "KeyboardInterrupt" in str(error)
+    )
+
+
+@contextmanager
+def _stopped_cleanly(interrupted: str) -> Iterator[None]:
+    """Ctrl-C, and SIGTERM (a scheduler stopping the task), end the command the same way: the pool
+    is stopped, the run recorded as failed, and a line says how to go on (exit code 130)."""
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        yield
+    except BaseException as error:
+        if not (isinstance(error, KeyboardInterrupt) or _duckdb_interrupted(error)):
+            raise
+        typer.secho(f"interrupted: {interrupted}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=INTERRUPTED_EXIT_CODE) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _imports_are_long_lived() -> None:
@@ -78,8 +116,10 @@ def harvest(
     except WarehouseInUse as exc:
         _fail(str(exc))
     _imports_are_long_lived()
+    stopped = "the run is recorded as failed; harvest again to go on (the files it wrote are found unchanged)"
     try:
-        run = run_harvest(sources, warehouse, workers=workers, batch_size=cfg.harvest_batch_size, prune=prune)
+        with _stopped_cleanly(stopped):
+            run = run_harvest(sources, warehouse, workers=workers, batch_size=cfg.harvest_batch_size, prune=prune)
     except (SourceError, WarehouseInUse) as exc:  # the writer opens its file again during long runs
         _fail(str(exc))
     finally:
@@ -183,10 +223,11 @@ def scrub(
     except (BuildError, ScrubConfigError, ScriptError, ProfileError) as exc:
         _fail(str(exc))
     _imports_are_long_lived()
-    if cohort:
-        _scrub_cohort(cfg, cohort, settings, workers)
-    else:
-        _scrub_folders(inputs or [], settings, workers)
+    with _stopped_cleanly("the files scrubbed so far are in the manifest; scrub again to go on (finished inputs are skipped)"):
+        if cohort:
+            _scrub_cohort(cfg, cohort, settings, workers)
+        else:
+            _scrub_folders(inputs or [], settings, workers)
 
 
 def _scrub_folders(inputs: list[str], settings, workers: int | None) -> None:

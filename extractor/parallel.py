@@ -16,11 +16,14 @@ caller holds while it reads; the worker waited on that for a fifth of its time.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import pickle
 import shutil
+import signal
 import struct
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -42,8 +45,44 @@ def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers == 1:
         yield None
         return
-    with ProcessPoolExecutor(max_workers=workers - 1) as pool:
+    with _stopped_on_error(_new_pool(workers)) as pool:
         yield pool
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers - 1, initializer=_start_pool_process, initargs=(os.getpid(),))
+
+
+@contextmanager
+def _stopped_on_error(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
+    """The pool, shut down on leaving; when an error or an interruption ends the work, the chunks
+    no process has started are cancelled instead of read first."""
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
+
+
+def _start_pool_process(caller: int) -> None:
+    """In each pool process, first: Ctrl-C (sent to the whole process group) is left to the caller,
+    which stops the pool; and on Linux the process ends with the caller when the caller is killed
+    outright, instead of waiting for work on its queue forever (holding the caller's output
+    pipes: a scheduler reading them would wait too)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != caller:  # the caller died before the line above
+        os._exit(1)
 
 
 def run_chunks(
@@ -70,7 +109,7 @@ def run_chunks(
     pending = iter(chunks)
     max_in_flight = (workers - 1) * QUEUED_PER_PROCESS
     with (
-        nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=workers - 1) as pool,
+        nullcontext(pool) if pool is not None else _stopped_on_error(_new_pool(workers)) as pool,
         _result_folder() as folder,
     ):
         in_flight: dict[Future[Any], Chunk] = {}

@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -74,6 +75,56 @@ def test_a_warehouse_another_process_holds_is_a_clear_error(tmp_path, monkeypatc
     assert result.exit_code == 2, result.output
     assert f"{warehouse} is open in another process (PID {holder.pid})" in result.output
     assert "Traceback" not in result.output
+
+
+SLOW_HARVEST = """
+import sys, time
+from pathlib import Path
+from extractor.harvest import pipeline
+from extractor.cli import app
+
+read = pipeline.harvest_chunk
+
+def slow(files, run_id):  # the first chunk says it started, then every chunk takes a while
+    Path(sys.argv[1]).touch()
+    time.sleep(0.5)
+    return read(files, run_id)
+
+pipeline.harvest_chunk = slow
+app(["harvest", sys.argv[2], "--workers", "2", "--config", sys.argv[3]])
+"""
+
+
+def test_sigterm_stops_a_harvest_cleanly_and_the_next_run_goes_on(tmp_path):
+    """A scheduler stopping the task: the pool stops with it, the run is recorded as failed, exit
+    code 130 and a line saying how to go on; then a harvest again finishes the archive."""
+    archive = tmp_path / "archive"
+    for n in range(12):  # 1,092 files: five chunks of up to 256, each made to take half a second
+        shutil.copytree(TEST_FILES / "dicomdirtests", archive / f"copy{n}")
+    config = tmp_path / "imgomop.toml"
+    config.write_text(f'[warehouse]\ntarget = "duckdb"\n[warehouse.duckdb]\nidentified = "{tmp_path}/id.duckdb"\n'
+                      f'deidentified = "{tmp_path}/deid.duckdb"\n')
+    started = tmp_path / "started"
+    harvest = subprocess.Popen([sys.executable, "-c", SLOW_HARVEST, str(started), str(archive), str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while not started.exists() and harvest.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    harvest.terminate()
+    output, _ = harvest.communicate(timeout=60)  # returns once nothing holds the output pipe
+    assert harvest.returncode == 130, output
+    assert "interrupted: the run is recorded as failed" in output and "Traceback" not in output
+    result = runner.invoke(app, ["harvest", str(archive), "--workers", "2", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(tmp_path / "id.duckdb"), read_only=True)
+    runs = con.execute("SELECT status, files_seen FROM raw_harvest_run ORDER BY started_at").fetchall()
+    files = sum(1 for p in archive.rglob("*") if p.is_file())
+    counted = con.execute("SELECT (SELECT COUNT(*) FROM raw_dicom_instance) + (SELECT COUNT(*) FROM raw_harvest_error)").fetchone()[0]
+    series = con.execute("SELECT SUM(instance_count) FROM raw_dicom_series").fetchone()[0]
+    instances = con.execute("SELECT COUNT(*) FROM raw_dicom_instance").fetchone()[0]
+    con.close()
+    assert [status for status, _ in runs] == ["failed", "completed"] and runs[1][1] == files
+    assert counted == files and series == instances
 
 
 def test_demo_data_refuses_to_overwrite_without_the_flag(tmp_path):

@@ -352,6 +352,44 @@ def test_instance_rows_a_stopped_run_left_without_series_rows_get_them_on_the_ne
     clean.close()
 
 
+def test_series_a_stopped_run_wrote_to_after_its_last_rebuild_are_rebuilt_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after a series had its row and then gained rows: the files are found unchanged
+    next time, so only the rows waiting in the file for a rebuild tell the next run to rebuild it."""
+    root = _copy_sources(tmp_path / "archive")
+    real_refresh = DuckDBRawWarehouse.refresh_series
+    rebuilds = []
+
+    def stopped_at_the_second_rebuild(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        rebuilds.append(1)
+        if len(rebuilds) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C or SIGTERM would, between a write and its rebuild
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(DuckDBRawWarehouse, "refresh_series", stopped_at_the_second_rebuild)
+    stopped = DuckDBRawWarehouse(tmp_path / "stopped.duckdb")
+    with pytest.raises(KeyboardInterrupt):
+        harvest([str(root)], stopped, workers=1, progress=False, slice_files=4, batch_size=2)
+    stale = stopped.con.execute(
+        "SELECT COUNT(*) FROM raw_dicom_series s WHERE instance_count <> "
+        "(SELECT COUNT(*) FROM raw_dicom_instance i WHERE i.series_instance_uid = s.series_instance_uid)"
+    ).fetchone()[0]
+    assert stale > 0  # the case this test is about: a series row older than some of its rows
+    monkeypatch.setattr(DuckDBRawWarehouse, "refresh_series", real_refresh)
+    again = harvest([str(root)], stopped, workers=1, progress=False)
+    clean = DuckDBRawWarehouse(tmp_path / "clean.duckdb")
+    harvest([str(root)], clean, workers=1, progress=False)
+    assert again.files_unchanged < again.files_seen  # the files the stopped run had not read
+    skip = VOLATILE | {"representative_header_json"}
+    assert _table_rows(stopped, "raw_dicom_series", "series_instance_uid", skip) == _table_rows(
+        clean, "raw_dicom_series", "series_instance_uid", skip
+    )
+    assert stopped.con.execute(f"SELECT COUNT(*) FROM {duckdb_writer.UNREBUILT_TABLE}").fetchone() == (0,)
+    stopped.close()
+    clean.close()
+
+
 def test_rows_from_before_batches_were_numbered_make_rebuilds_scan_everything(tmp_path: Path) -> None:
     """A warehouse written before write_seq existed: its rows are NULL there, and a series that gains
     a file is still counted whole."""

@@ -120,3 +120,53 @@ def test_result_folders_of_processes_that_no_longer_run_are_removed(monkeypatch,
         assert len(list(run_chunks(_arrow_chunk, iter([[1], [2]]), 2, pool=pool))) == 2
     assert not orphan.exists()
     assert running.exists()
+
+
+def _signal_setup(_chunk: object) -> tuple[object, int]:
+    """In a pool process: what Ctrl-C does there, and the signal it gets when its parent dies."""
+    import ctypes
+    import signal
+
+    death_signal = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(death_signal), 0, 0, 0)  # PR_GET_PDEATHSIG
+    return signal.getsignal(signal.SIGINT), death_signal.value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_pool_processes_leave_ctrl_c_to_the_caller_and_end_with_it() -> None:
+    import signal
+
+    with worker_pool(2) as pool:
+        on_interrupt, on_parent_death = pool.submit(_signal_setup, None).result()
+    assert on_interrupt == signal.SIG_IGN
+    assert on_parent_death == signal.SIGTERM
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_pool_process_does_not_outlive_a_caller_killed_outright() -> None:
+    """Before, it waited for work forever, holding the caller's output pipe open."""
+    script = (
+        "import os, sys, time\n"
+        "from extractor.parallel import worker_pool\n"
+        "with worker_pool(2) as pool:\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pool_process = int(caller.stdout.readline())
+    caller.kill()
+    caller.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _runs(pool_process):
+        time.sleep(0.05)
+    assert not _runs(pool_process)
+    assert caller.stdout.read() == ""  # the pipe is closed: nothing holds it any more
+
+
+def _runs(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

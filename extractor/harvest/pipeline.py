@@ -8,6 +8,7 @@ size of the archive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -174,11 +175,12 @@ def harvest(
         run.series_added, run.series_updated = warehouse.series_counts(run.run_id)
         run.status = "completed"
     except BaseException:
-        run.status = "failed"
+        run.status, run.ended_at = "failed", _utcnow()
+        with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
+            warehouse.record_run(run)
         raise
-    finally:
-        run.ended_at = _utcnow()
-        warehouse.record_run(run)
+    run.ended_at = _utcnow()
+    warehouse.record_run(run)
     return run
 
 

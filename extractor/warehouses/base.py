@@ -110,12 +110,14 @@ class RawWarehouse(Protocol):
 
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
         """Rebuild the raw_dicom_series rows of these series from their instances (a series left
-        without instances loses its row). `headers` (location -> DICOM JSON) are headers the run
-        read: a series whose representative is among them takes its header from there."""
+        without instances loses its row): every series written to since the last rebuild. `headers`
+        (location -> DICOM JSON) are headers the run read: a series whose representative is among
+        them takes its header from there."""
 
     def unbuilt_series(self) -> set[str]:
-        """Series that have instance rows but no series row (a run stopped between a write and its
-        series rebuild): the next run rebuilds them."""
+        """Series a run that stopped between a write and its series rebuild left stale: those with
+        instance rows but no series row, and (DuckDB) those written to after the last rebuild. The
+        next run rebuilds them first."""
 
     def series_counts(self, run_id: str) -> tuple[int, int]:
         """(added, updated): the series rows this run created, and those it rebuilt."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import ctypes
 import functools
 import logging
@@ -78,6 +79,10 @@ KNOWN_STEP = ROW_GROUP_SIZE
 UID_HASH_TABLE = "_sop_uid_hash"
 UID_HASH = "hash(sop_instance_uid)"
 UID_HASH_CANARY = ("imgomop uid-hash canary", -1)  # (a value no UID can be, its batch number)
+# The series touched by rows written since the last series rebuild, kept in the file with those rows
+# (in the same transaction), and emptied by the rebuild's: a run that stops in between (killed,
+# interrupted) leaves them for the next run to rebuild first, also the series that already had a row.
+UNREBUILT_TABLE = "_harvest_unrebuilt"
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
 # the step that ran out is rolled back and run again with the next of these, for the rest of the run.
 FALLBACK_MEMORY_LIMITS = ("256MB", "2GB")
@@ -119,8 +124,9 @@ def _transaction(con: duckdb.DuckDBPyConnection, **views: pa.Table) -> Iterator[
     try:
         yield con
         con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
+    except BaseException:  # an interrupted run (Ctrl-C, SIGTERM) too: the next statement would fail
+        with contextlib.suppress(duckdb.Error):  # the error that stopped it is the one to report
+            con.execute("ROLLBACK")
         raise
     finally:
         for name in views:
@@ -235,6 +241,7 @@ class DuckDBRawWarehouse:
         for table, columns in ADDED_COLUMNS.items():
             for name, kind in columns:
                 self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {DUCKDB_TYPES[kind]}")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {UNREBUILT_TABLE} (series_instance_uid VARCHAR)")
         for table in (FOUND_TABLE, KNOWN_TABLE):  # left by a run that stopped
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
         self._add_missing_uid_hashes()
@@ -382,10 +389,16 @@ class DuckDBRawWarehouse:
                 f"WHERE sop_instance_uid IS NOT NULL AND {kept}",
                 seq,
             )
+            self._remember_unrebuilt(result.touched_series)
         result.errors = errors.num_rows + duplicates
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return_freed_memory()
         return result
+
+    def _remember_unrebuilt(self, series: set[str]) -> None:
+        """In a write's transaction: these series wait for a rebuild (see UNREBUILT_TABLE)."""
+        if series:
+            self.con.execute(f"INSERT INTO {UNREBUILT_TABLE} SELECT unnest(?::VARCHAR[])", [sorted(series)])
 
     def _reconnect_if_due(self) -> None:
         """Open the file again once this connection has written ROWS_PER_CONNECTION rows.
@@ -480,9 +493,11 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def refresh_series(self, run_id: str, touched_series: set[str], headers: dict[str, str]) -> None:
-        """Rebuild the touched series' rows. Their first_run_id (from the rows replaced) and header
-        JSON are filled in here, not joined in SQL: DuckDB gives each hash join of a query about
-        8 MB however few its rows, and those two joins were half of a rebuild's memory."""
+        """Rebuild the touched series' rows: every series touched since the last rebuild (the
+        harvest passes them all), so none is left waiting (UNREBUILT_TABLE). Their first_run_id
+        (from the rows replaced) and header JSON are filled in here, not joined in SQL: DuckDB
+        gives each hash join of a query about 8 MB however few its rows, and those two joins were
+        half of a rebuild's memory."""
         with _transaction(self.con) as con:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _touched AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
@@ -502,6 +517,7 @@ class DuckDBRawWarehouse:
                 con.execute("INSERT INTO raw_dicom_series BY NAME SELECT * FROM _new_series")
             finally:
                 con.unregister("_new_series")
+            con.execute(f"DELETE FROM {UNREBUILT_TABLE}")
         self._rebuilt_without_header = without_header
         self._unrebuilt_since, self._rebuilt, self._refreshed_run = None, True, run_id
         self._drop_cached_blocks()
@@ -545,7 +561,11 @@ class DuckDBRawWarehouse:
 
     @_retried_with_more_memory
     def unbuilt_series(self) -> set[str]:
-        return {row[0] for row in self.con.execute(unbuilt_series_sql("raw_dicom_instance", "raw_dicom_series")).fetchall()}
+        """Series a run that stopped left to rebuild: those its writes touched after its last
+        rebuild, and any with instance rows but no series row (a warehouse from before the table)."""
+        waiting = self.con.execute(f"SELECT DISTINCT series_instance_uid FROM {UNREBUILT_TABLE}").fetchall()
+        rowless = self.con.execute(unbuilt_series_sql("raw_dicom_instance", "raw_dicom_series")).fetchall()
+        return {row[0] for row in waiting + rowless}
 
     @_retried_with_more_memory
     def series_counts(self, run_id: str) -> tuple[int, int]:
@@ -613,6 +633,7 @@ class DuckDBRawWarehouse:
                 "SELECT DISTINCT series_instance_uid FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)"
             ).fetchall()
             result.touched_series = {row[0] for row in series}
+            self._remember_unrebuilt(result.touched_series)
             result.files_removed = con.execute("SELECT COUNT(*) FROM _gone").fetchone()[0]
             self._forget_uid_hashes("_gone")
             con.execute("DELETE FROM raw_dicom_instance WHERE location IN (SELECT location FROM _gone)")
