@@ -364,6 +364,7 @@ class DuckDBRawWarehouse:
         with _transaction(self.con, _instances=instances, _errors=errors) as con:
             if self._replaces_rows is not False:
                 self._remove_replaced_rows(result)
+            self._remember_unrebuilt(result.touched_series)  # the series of rows replaced (rarely any)
             duplicates = self._duplicate_sop_instances(run_id, instances)
             if duplicates:
                 written = con.execute(
@@ -389,7 +390,8 @@ class DuckDBRawWarehouse:
                 f"WHERE sop_instance_uid IS NOT NULL AND {kept}",
                 seq,
             )
-            self._remember_unrebuilt(result.touched_series)
+            # the batch's own series, straight from its rows (a duplicate's series too: harmless)
+            con.execute(f"INSERT INTO {UNREBUILT_TABLE} SELECT series_instance_uid FROM _instances")
         result.errors = errors.num_rows + duplicates
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return_freed_memory()
