@@ -31,8 +31,10 @@ from extractor.warehouses.bigquery_writer import (
 )
 from extractor.warehouses.duckdb_writer import DuckDBRawWarehouse
 from extractor.warehouses.schema import RAW_TABLES
+from extractor.warehouses.series_sql import UNREBUILT_TABLE
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+KEPT_TABLES = sorted([*RAW_TABLES, UNREBUILT_TABLE])  # every staging table is dropped
 # Real files of several encodings and modalities. MR_small* are one SOP instance in several
 # transfer syntaxes: every copy after the first is a DuplicateSOPInstanceUID error.
 PICKED = [
@@ -181,8 +183,7 @@ def test_harvest_into_emulator_matches_duckdb(
     assert sum(errors.get(n) == "DuplicateSOPInstanceUID" for n in PICKED if n.startswith("MR_small")) == 2
     assert {"notes.txt", "empty.dcm"} <= errors.keys()
     assert _bq_count(target, "raw_harvest_run") == 1
-    # the raw tables only: every staging table was dropped
-    assert _bq_tables(target) == sorted(RAW_TABLES)
+    assert _bq_tables(target) == KEPT_TABLES
 
     second = _run([str(archive)], BigQueryRawWarehouse(target))
     assert second["files_seen"] == second["files_unchanged"] == first["files_seen"]
@@ -214,7 +215,7 @@ def test_harvest_into_emulator_matches_duckdb(
     names = {r["location"]: r["patient_name"] for r in _bq_rows(target, "raw_dicom_instance")}
     assert names[str(changed)] == "Changed^Name"
     assert _bq_count(target, "raw_harvest_run") == 3
-    assert _bq_tables(target) == sorted(RAW_TABLES)
+    assert _bq_tables(target) == KEPT_TABLES
 
     # files disappear: --prune removes their rows and rebuilds their series, as in DuckDB;
     # the copy of a removed file is read in its place
@@ -227,7 +228,7 @@ def test_harvest_into_emulator_matches_duckdb(
     assert fourth["instances_added"] == 1  # zz_copy_of_ct.dcm
     _assert_same_tables(target, duck_path)
     assert str(archive / "zz_copy_of_ct.dcm") in {r["location"] for r in _bq_rows(target, "raw_dicom_instance")}
-    assert _bq_tables(target) == sorted(RAW_TABLES)
+    assert _bq_tables(target) == KEPT_TABLES
 
 
 def test_load_format_follows_the_target() -> None:
@@ -310,3 +311,37 @@ def test_rebuilds_look_for_missing_headers_in_the_whole_table_once_per_run(
     assert [sql for sql in header_checks if series_table in sql] == header_checks[:1]
     assert len(header_checks) > 3  # the later ones read only each rebuild's own staging table
     _assert_same_tables(target, duck.path)
+
+
+def test_series_a_stopped_run_wrote_to_after_its_last_rebuild_are_rebuilt_by_the_next(
+    bigquery_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transaction holds a batch's rows and its series there: the series are noted before the
+    rows and forgotten after their rebuild, so a run stopped in between leaves them to the next."""
+    archive = tmp_path / "archive"
+    for folder in ("98892001", "77654033", "98892003/MR700"):  # series of several files, spread over rebuilds
+        shutil.copytree(TEST_FILES / "dicomdirtests" / folder, archive / folder.replace("/", "_"))
+    target, duck = _warehouses(bigquery_emulator, tmp_path)
+    real_refresh = BigQueryRawWarehouse.refresh_series
+    rebuilds = []
+
+    def stopped_at_the_second_rebuild(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        rebuilds.append(1)
+        if len(rebuilds) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C or SIGTERM would, between a write and its rebuild
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(BigQueryRawWarehouse, "refresh_series", stopped_at_the_second_rebuild)
+    with pytest.raises(KeyboardInterrupt):
+        harvest([str(archive)], BigQueryRawWarehouse(target), workers=1, progress=False, slice_files=4, batch_size=2)
+    dataset = f"`{target.project}.{target.identified_dataset}"
+    stale = BigQueryRawWarehouse(target).client.query(
+        f"SELECT COUNT(*) FROM {dataset}.raw_dicom_series` s WHERE instance_count <> "
+        f"(SELECT COUNT(*) FROM {dataset}.raw_dicom_instance` i WHERE i.series_instance_uid = s.series_instance_uid)"
+    ).result()
+    assert next(iter(stale))[0] > 0  # the case this test is about: a series row older than some of its rows
+    monkeypatch.setattr(BigQueryRawWarehouse, "refresh_series", real_refresh)
+    _run([str(archive)], BigQueryRawWarehouse(target))
+    _run([str(archive)], duck)
+    _assert_same_tables(target, duck.path)
+    assert _bq_count(target, UNREBUILT_TABLE) == 0

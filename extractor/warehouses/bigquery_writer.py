@@ -11,7 +11,9 @@ Same behaviour as `DuckDBRawWarehouse` (the reference), written with google-clou
 - No UPDATE/DELETE statements and no multi-statement transactions (the emulator refuses them):
   every change is one MERGE. A batch touches two tables (errors, then instances), so a crash
   between the two can leave one location in both tables; `select_changed` treats such a
-  location as changed, and its re-harvest repairs both tables.
+  location as changed, and its re-harvest repairs both tables. The series a batch touches are
+  inserted into `_harvest_unrebuilt` before its MERGEs and deleted (a MERGE) after their rebuild,
+  so a crash in between leaves them for the next run to rebuild.
 - BigQuery query parameters are not used (the emulator does not emulate them): the only value
   spliced into SQL is the run id, as an escaped string literal; file data only travels in loads.
 """
@@ -36,6 +38,7 @@ from extractor.warehouses.schema import ADDED_COLUMNS, HEADERS_READ, RAW_TABLES,
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
     PRUNE_SKIPPED_COLUMNS,
+    UNREBUILT_TABLE,
     copies_of_sql,
     duplicate_sop_rows_sql,
     missing_locations_sql,
@@ -292,6 +295,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
         for table, columns in ADDED_COLUMNS.items():
             added = ", ".join(f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in columns)
             self._query(f"ALTER TABLE {self._table(table)} {added}")
+        self._query(f"CREATE TABLE IF NOT EXISTS {self._table(UNREBUILT_TABLE)} (series_instance_uid STRING)")
 
     # --- incremental selection ------------------------------------------------------------
 
@@ -342,13 +346,12 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             duplicates = self._table(
                 self._create_stage_as("duplicates", self._duplicates_sql(run_id, batch, locations))
             )
-            result.touched_series = {
-                row[0]
-                for row in self._query(
-                    f"SELECT series_instance_uid FROM {instance} WHERE location IN ({locations}) UNION DISTINCT "
-                    f"SELECT series_instance_uid FROM {batch} WHERE location NOT IN (SELECT location FROM {duplicates})"
-                )
-            }
+            touched = (
+                f"SELECT series_instance_uid FROM {instance} WHERE location IN ({locations}) UNION DISTINCT "
+                f"SELECT series_instance_uid FROM {batch} WHERE location NOT IN (SELECT location FROM {duplicates})"
+            )
+            result.touched_series = {row[0] for row in self._query(touched)}
+            self._remember_unrebuilt(touched)  # before the rows: no transaction holds both
             counts = next(
                 iter(
                     self._query(
@@ -415,14 +418,23 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
                     f"SELECT * FROM {new_series}",
                 )
             )
+            # every series written to since the last rebuild is rebuilt now (the harvest passes them all)
+            self._query(f"MERGE {self._table(UNREBUILT_TABLE)} AS t USING (SELECT 1 AS one) AS s ON TRUE WHEN MATCHED THEN DELETE")
             if self._headers_checked:  # the rest of the table was looked at already (series_without_header)
                 self._rebuilt_without_header = self._rows_without_header(new_series)
         finally:
             self._drop_stages(self._staged - staged_before)
 
+    def _remember_unrebuilt(self, series_sql: str) -> None:
+        """These series wait for a rebuild (UNREBUILT_TABLE). Written before the rows that touch
+        them, and emptied after the rebuild is written, so a run that stops anywhere in between
+        leaves them to the next run (at worst a series is rebuilt once more than needed)."""
+        self._query(f"INSERT INTO {self._table(UNREBUILT_TABLE)} (series_instance_uid) {series_sql}")
+
     def unbuilt_series(self) -> set[str]:
         instance, series = self._table("raw_dicom_instance"), self._table("raw_dicom_series")
-        return {row[0] for row in self._query(unbuilt_series_sql(instance, series))}
+        waiting = self._query(f"SELECT DISTINCT series_instance_uid FROM {self._table(UNREBUILT_TABLE)}")
+        return {row[0] for row in waiting} | {row[0] for row in self._query(unbuilt_series_sql(instance, series))}
 
     def series_counts(self, run_id: str) -> tuple[int, int]:
         row = next(iter(self._query(series_counts_sql(self._table("raw_dicom_series"), _literal(run_id)))))
@@ -500,6 +512,7 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
                 f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})"
             )
             result.touched_series = {row["series_instance_uid"] for row in rows}
+            self._remember_unrebuilt(f"SELECT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})")
             result.files_removed = next(iter(self._query(f"SELECT COUNT(*) AS n FROM {gone}")))["n"]
             for table in ("raw_harvest_error", "raw_dicom_instance"):
                 self._delete_locations(table, gone)

@@ -24,6 +24,7 @@ from extractor.warehouses.schema import ADDED_COLUMNS, PRIMARY_KEYS, RAW_TABLES,
 from extractor.warehouses.series_sql import (
     PRUNE_ROOT_COLUMNS,
     PRUNE_SKIPPED_COLUMNS,
+    UNREBUILT_TABLE,
     copies_of_sql,
     duplicate_sop_rows_sql,
     missing_locations_sql,
@@ -79,10 +80,6 @@ KNOWN_STEP = ROW_GROUP_SIZE
 UID_HASH_TABLE = "_sop_uid_hash"
 UID_HASH = "hash(sop_instance_uid)"
 UID_HASH_CANARY = ("imgomop uid-hash canary", -1)  # (a value no UID can be, its batch number)
-# The series touched by rows written since the last series rebuild, kept in the file with those rows
-# (in the same transaction), and emptied by the rebuild's: a run that stops in between (killed,
-# interrupted) leaves them for the next run to rebuild first, also the series that already had a row.
-UNREBUILT_TABLE = "_harvest_unrebuilt"
 # An archive the cap does not fit (headers far larger than usual) must not abort the harvest:
 # the step that ran out is rolled back and run again with the next of these, for the rest of the run.
 FALLBACK_MEMORY_LIMITS = ("256MB", "2GB")

@@ -95,6 +95,13 @@ SELECT {", ".join(columns)} FROM (
 """
 
 
+# The series touched by rows written since the last series rebuild, kept beside those rows (DuckDB:
+# in the same transaction; BigQuery: before them) and emptied once the rebuild is written: a run that
+# stops in between (killed, interrupted) leaves them for the next run to rebuild first, also the
+# series that already had a row (`unbuilt_series`).
+UNREBUILT_TABLE = "_harvest_unrebuilt"
+
+
 def series_without_header_sql(series: str) -> str:
     """(series UID, representative location) of the rows of `series` that have no header JSON."""
     return (
