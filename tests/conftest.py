@@ -55,6 +55,21 @@ def write_duckdb_config(root: Path) -> Path:
     return config
 
 
+def interrupt_a_rebuild(monkeypatch: pytest.MonkeyPatch, warehouse_class: type, number: int = 2) -> None:
+    """Make the `number`-th series rebuild of that writer class raise KeyboardInterrupt, as Ctrl-C
+    or SIGTERM would between a write and its rebuild (`monkeypatch.undo()` restores it)."""
+    real_refresh = warehouse_class.refresh_series
+    calls = []
+
+    def refresh(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == number:
+            raise KeyboardInterrupt
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(warehouse_class, "refresh_series", refresh)
+
+
 def invoke_cli(*args: str) -> str:
     """Run an imgomop command in-process; fail the test with its output when it fails."""
     from typer.testing import CliRunner

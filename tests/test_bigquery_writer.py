@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pydicom
 import pytest
+from conftest import interrupt_a_rebuild
 
 from extractor.config import BigQueryTarget
 from extractor.harvest import pipeline
@@ -322,16 +323,7 @@ def test_series_a_stopped_run_wrote_to_after_its_last_rebuild_are_rebuilt_by_the
     for folder in ("98892001", "77654033", "98892003/MR700"):  # series of several files, spread over rebuilds
         shutil.copytree(TEST_FILES / "dicomdirtests" / folder, archive / folder.replace("/", "_"))
     target, duck = _warehouses(bigquery_emulator, tmp_path)
-    real_refresh = BigQueryRawWarehouse.refresh_series
-    rebuilds = []
-
-    def stopped_at_the_second_rebuild(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        rebuilds.append(1)
-        if len(rebuilds) == 2:
-            raise KeyboardInterrupt  # as Ctrl-C or SIGTERM would, between a write and its rebuild
-        return real_refresh(self, *args, **kwargs)
-
-    monkeypatch.setattr(BigQueryRawWarehouse, "refresh_series", stopped_at_the_second_rebuild)
+    interrupt_a_rebuild(monkeypatch, BigQueryRawWarehouse)
     with pytest.raises(KeyboardInterrupt):
         harvest([str(archive)], BigQueryRawWarehouse(target), workers=1, progress=False, slice_files=4, batch_size=2)
     dataset = f"`{target.project}.{target.identified_dataset}"
@@ -340,7 +332,7 @@ def test_series_a_stopped_run_wrote_to_after_its_last_rebuild_are_rebuilt_by_the
         f"(SELECT COUNT(*) FROM {dataset}.raw_dicom_instance` i WHERE i.series_instance_uid = s.series_instance_uid)"
     ).result()
     assert next(iter(stale))[0] > 0  # the case this test is about: a series row older than some of its rows
-    monkeypatch.setattr(BigQueryRawWarehouse, "refresh_series", real_refresh)
+    monkeypatch.undo()
     _run([str(archive)], BigQueryRawWarehouse(target))
     _run([str(archive)], duck)
     _assert_same_tables(target, duck.path)

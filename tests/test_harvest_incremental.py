@@ -21,6 +21,7 @@ import pydicom
 import pytest
 
 from bad_dicom import TEST_FILES, truncation_reason
+from conftest import interrupt_a_rebuild
 from extractor.harvest.header_json import header_json
 from extractor.harvest import pipeline
 from extractor.harvest.pipeline import harvest
@@ -358,16 +359,7 @@ def test_series_a_stopped_run_wrote_to_after_its_last_rebuild_are_rebuilt_by_the
     """A run killed after a series had its row and then gained rows: the files are found unchanged
     next time, so only the rows waiting in the file for a rebuild tell the next run to rebuild it."""
     root = _copy_sources(tmp_path / "archive")
-    real_refresh = DuckDBRawWarehouse.refresh_series
-    rebuilds = []
-
-    def stopped_at_the_second_rebuild(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        rebuilds.append(1)
-        if len(rebuilds) == 2:
-            raise KeyboardInterrupt  # as Ctrl-C or SIGTERM would, between a write and its rebuild
-        return real_refresh(self, *args, **kwargs)
-
-    monkeypatch.setattr(DuckDBRawWarehouse, "refresh_series", stopped_at_the_second_rebuild)
+    interrupt_a_rebuild(monkeypatch, DuckDBRawWarehouse)
     stopped = DuckDBRawWarehouse(tmp_path / "stopped.duckdb")
     with pytest.raises(KeyboardInterrupt):
         harvest([str(root)], stopped, workers=1, progress=False, slice_files=4, batch_size=2)
@@ -376,7 +368,7 @@ def test_series_a_stopped_run_wrote_to_after_its_last_rebuild_are_rebuilt_by_the
         "(SELECT COUNT(*) FROM raw_dicom_instance i WHERE i.series_instance_uid = s.series_instance_uid)"
     ).fetchone()[0]
     assert stale > 0  # the case this test is about: a series row older than some of its rows
-    monkeypatch.setattr(DuckDBRawWarehouse, "refresh_series", real_refresh)
+    monkeypatch.undo()
     again = harvest([str(root)], stopped, workers=1, progress=False)
     clean = DuckDBRawWarehouse(tmp_path / "clean.duckdb")
     harvest([str(root)], clean, workers=1, progress=False)
