@@ -104,6 +104,9 @@ def harvest(
     Re-runs are incremental: only new or changed files are read, and series that gain
     instances are updated in place. Every file ends as an instance row or an error row.
     Rows of files that disappeared stay unless --prune is given.
+
+    Exit code 0 when the run completed; 2 for a source or config that cannot be used, or a
+    warehouse another process holds; 130 when Ctrl-C or SIGTERM stopped it (harvest again to go on).
     """
     from extractor.harvest.discover import SourceError
     from extractor.harvest.pipeline import harvest as run_harvest
