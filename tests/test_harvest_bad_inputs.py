@@ -8,7 +8,10 @@ right error class and message, or with the right decoded values.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from bad_dicom import (
     LATIN1_NAME,
     LONG_DESCRIPTION,
     PIXEL_TAG_LE,
+    TEST_FILES,
     BadFile,
     build_corpus,
     build_fallback_truncations,
@@ -277,6 +281,31 @@ def test_raw_bytes_after_the_pixel_data_keep_the_pixel_data_offset(corpus: Harve
     offset = row["pixel_data_offset"]
     assert offset is not None, "pixel_data_offset is NULL for a file whose pixel data is followed by 256 zero bytes"
     assert bad.path.read_bytes()[offset : offset + 4] == PIXEL_TAG_LE
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_what_is_neither_file_nor_folder_is_an_error_row(tmp_path: Path, workers: int) -> None:
+    """A broken link, a FIFO (which a plain open would wait on for ever) and a socket are error
+    rows, where they were skipped without one; a link to a folder is not followed, and a link to
+    a file is read through."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.copyfile(TEST_FILES / "CT_small.dcm", archive / "ct.dcm")
+    (archive / "to_ct.dcm").symlink_to(archive / "ct.dcm")
+    (archive / "broken.dcm").symlink_to(tmp_path / "unmounted" / "mr.dcm")
+    (archive / "to_folder").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(archive / "fifo")
+    with socket.socket(socket.AF_UNIX) as unix_socket:
+        unix_socket.bind(str(archive / "socket"))
+        warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+        run = harvest([str(archive)], warehouse, workers=workers, progress=False)
+    errors = dict(warehouse.con.execute("SELECT location, error_class || ': ' || message FROM raw_harvest_error").fetchall())
+    warehouse.close()
+    assert (run.files_seen, run.instances_added, run.errors) == (5, 1, 4)  # to_ct.dcm repeats ct.dcm's instance
+    assert errors[str(archive / "fifo")] == "NotAFile: a FIFO (named pipe), not a file: nothing to harvest"
+    assert errors[str(archive / "socket")].startswith("ReadError: OSError")  # a socket cannot be opened
+    assert errors[str(archive / "broken.dcm")].startswith("ReadError: FileNotFoundError")
+    assert errors[str(archive / "to_ct.dcm")].startswith("DuplicateSOPInstanceUID")
 
 
 def test_files_gone_or_unreadable_when_read_are_error_rows(tmp_path: Path) -> None:

@@ -42,18 +42,22 @@ def is_under(location: str, roots: list[str]) -> bool:
     return any(location == root or location.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
-def discover_files(roots: list[Path], unreadable: list[str] | None = None) -> Iterator[FileRef]:
+def discover_files(
+    roots: list[Path], unreadable: list[str] | None = None, other_entries: bool = False
+) -> Iterator[FileRef]:
     """Every regular file under the roots (not stat'ed: see FileRef), in location order.
 
     Symbolic links to folders are not followed (they can loop); hidden files are included,
     because archives name files any way they like. Folders that cannot be listed are skipped
-    and appended to `unreadable` (their files are not known to be gone).
+    and appended to `unreadable` (their files are not known to be gone). With `other_entries`,
+    also what is neither a file nor a folder (a broken link, a FIFO, a socket, a device), for
+    the harvest to record as error rows.
     """
     for root in roots:
         if root.is_file():
             yield FileRef(str(root))
         else:
-            yield from _walk(str(root), unreadable)
+            yield from _walk(str(root), unreadable, other_entries)
 
 
 def _location_order(entry: os.DirEntry) -> str:
@@ -65,7 +69,7 @@ def _location_order(entry: os.DirEntry) -> str:
         return entry.name
 
 
-def _walk(folder: str, unreadable: list[str] | None) -> Iterator[FileRef]:
+def _walk(folder: str, unreadable: list[str] | None, other_entries: bool) -> Iterator[FileRef]:
     try:
         entries = sorted(os.scandir(folder), key=_location_order)
     except OSError:
@@ -75,8 +79,8 @@ def _walk(folder: str, unreadable: list[str] | None) -> Iterator[FileRef]:
     for entry in entries:
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _walk(entry.path, unreadable)
-            elif entry.is_file():
+                yield from _walk(entry.path, unreadable, other_entries)
+            elif entry.is_file() or (other_entries and not entry.is_dir()):  # a link to a folder is skipped
                 yield FileRef(entry.path)
         except OSError:
             continue  # vanished or unreadable between listing and its type

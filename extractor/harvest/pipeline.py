@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from stat import S_ISBLK, S_ISCHR, S_ISFIFO, S_ISREG
 from typing import Any
 
 import pyarrow as pa
@@ -94,10 +95,12 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
             errors.append(_error_row(stat._replace(location=name), "UndecodableFileName", UNDECODABLE_NAME, run_id, now))
             continue
         try:
-            with open(ref.location, "rb", buffering=0) as fp:  # the walker reads large pieces itself
+            # not blocking: the walk does not stat, so this may be a FIFO with no writer
+            with open(os.open(ref.location, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as fp:
                 stat = os.fstat(fp.fileno())
                 ref = FileRef(ref.location, stat.st_size, stat.st_mtime_ns)  # as read, not as found
-                row = read_instance(fp, ref.file_size)
+                _check_regular(stat.st_mode)
+                row = read_instance(fp, ref.file_size)  # the walker reads large pieces itself
         except HarvestError as exc:
             errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
             continue
@@ -111,6 +114,16 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
             first_of_series[series_uid] = min(ref.location, first_of_series.get(series_uid, ref.location))
     headers = read_header_jsons(list(first_of_series.values()))
     return ChunkResult(to_arrow(instances, RAW_DICOM_INSTANCE), to_arrow(errors, RAW_HARVEST_ERROR), headers)
+
+
+NOT_FILES = {S_ISFIFO: "a FIFO (named pipe)", S_ISCHR: "a device", S_ISBLK: "a device"}  # a socket does not open
+
+
+def _check_regular(mode: int) -> None:
+    """A FIFO or device found among the files is an error row, never read."""
+    if not S_ISREG(mode):
+        kind = next((name for test, name in NOT_FILES.items() if test(mode)), "not a regular file")
+        raise HarvestError("NotAFile", f"{kind}, not a file: nothing to harvest")
 
 
 def _error_row(ref: FileRef, error_class: str, message: str, run_id: str, now: datetime) -> dict[str, Any]:
@@ -165,7 +178,8 @@ def harvest(
             size = slice_files or max(SLICE_FILES, batch_size)
             loop = _Loop(warehouse, run, workers, pool, batch_size, size, bar, remember_found=prune)
             loop.touched_series |= warehouse.unbuilt_series()  # left by a run that stopped before its rebuild
-            loop.harvest(_slices(discover_files(roots, unreadable), size, first_size=min(size, FIRST_SLICE_FILES)))
+            found = discover_files(roots, unreadable, other_entries=True)
+            loop.harvest(_slices(found, size, first_size=min(size, FIRST_SLICE_FILES)))
             warehouse.end_walk(run.run_id)
             stored_roots = [text_location(str(root)) for root in roots]
             if prune:
