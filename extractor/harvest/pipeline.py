@@ -95,12 +95,13 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
             errors.append(_error_row(stat._replace(location=name), "UndecodableFileName", UNDECODABLE_NAME, run_id, now))
             continue
         try:
-            # not blocking: the walk does not stat, so this may be a FIFO with no writer
+            # Unbuffered: the walker reads large pieces itself. Not blocking: the walk does not stat,
+            # so this may be a FIFO with no writer.
             with open(os.open(ref.location, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as fp:
                 stat = os.fstat(fp.fileno())
                 ref = FileRef(ref.location, stat.st_size, stat.st_mtime_ns)  # as read, not as found
                 _check_regular(stat.st_mode)
-                row = read_instance(fp, ref.file_size)  # the walker reads large pieces itself
+                row = read_instance(fp, ref.file_size)
         except HarvestError as exc:
             errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
             continue

@@ -115,9 +115,9 @@ class RawWarehouse(Protocol):
         them takes its header from there."""
 
     def unbuilt_series(self) -> set[str]:
-        """Series a run that stopped between a write and its series rebuild left stale: those with
-        instance rows but no series row, and (DuckDB) those written to after the last rebuild. The
-        next run rebuilds them first."""
+        """Series a run that stopped between a write and its series rebuild left stale: those written
+        to after its last rebuild, and those with instance rows but no series row. The next run
+        rebuilds them first."""
 
     def series_counts(self, run_id: str) -> tuple[int, int]:
         """(added, updated): the series rows this run created, and those it rebuilt."""

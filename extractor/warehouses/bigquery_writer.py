@@ -433,8 +433,7 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
 
     def unbuilt_series(self) -> set[str]:
         instance, series = self._table("raw_dicom_instance"), self._table("raw_dicom_series")
-        waiting = self._query(f"SELECT DISTINCT series_instance_uid FROM {self._table(UNREBUILT_TABLE)}")
-        return {row[0] for row in waiting} | {row[0] for row in self._query(unbuilt_series_sql(instance, series))}
+        return {row[0] for row in self._query(unbuilt_series_sql(instance, series, self._table(UNREBUILT_TABLE)))}
 
     def series_counts(self, run_id: str) -> tuple[int, int]:
         row = next(iter(self._query(series_counts_sql(self._table("raw_dicom_series"), _literal(run_id)))))
@@ -508,11 +507,9 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
             ]
             gone = self._table(self._create_stage_as("gone", f"{missing[0]} UNION DISTINCT {missing[1]}"))
             instance = self._table("raw_dicom_instance")
-            rows = self._query(
-                f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})"
-            )
-            result.touched_series = {row["series_instance_uid"] for row in rows}
-            self._remember_unrebuilt(f"SELECT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})")
+            touched = f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})"
+            result.touched_series = {row["series_instance_uid"] for row in self._query(touched)}
+            self._remember_unrebuilt(touched)
             result.files_removed = next(iter(self._query(f"SELECT COUNT(*) AS n FROM {gone}")))["n"]
             for table in ("raw_harvest_error", "raw_dicom_instance"):
                 self._delete_locations(table, gone)

@@ -562,9 +562,8 @@ class DuckDBRawWarehouse:
     def unbuilt_series(self) -> set[str]:
         """Series a run that stopped left to rebuild: those its writes touched after its last
         rebuild, and any with instance rows but no series row (a warehouse from before the table)."""
-        waiting = self.con.execute(f"SELECT DISTINCT series_instance_uid FROM {UNREBUILT_TABLE}").fetchall()
-        rowless = self.con.execute(unbuilt_series_sql("raw_dicom_instance", "raw_dicom_series")).fetchall()
-        return {row[0] for row in waiting + rowless}
+        sql = unbuilt_series_sql("raw_dicom_instance", "raw_dicom_series", UNREBUILT_TABLE)
+        return {row[0] for row in self.con.execute(sql).fetchall()}
 
     @_retried_with_more_memory
     def series_counts(self, run_id: str) -> tuple[int, int]:

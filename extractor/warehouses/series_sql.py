@@ -110,10 +110,13 @@ def series_without_header_sql(series: str) -> str:
     )
 
 
-def unbuilt_series_sql(instance: str, series: str) -> str:
-    """Series UIDs with instance rows and no series row."""
+def unbuilt_series_sql(instance: str, series: str, waiting: str) -> str:
+    """Series UIDs a stopped run left to rebuild: those waiting in `waiting` (UNREBUILT_TABLE), and
+    those with instance rows and no series row (from a warehouse written before that table)."""
     return f"""
-SELECT DISTINCT series_instance_uid FROM {instance}
+SELECT series_instance_uid FROM {waiting}
+UNION DISTINCT
+SELECT series_instance_uid FROM {instance}
 WHERE series_instance_uid NOT IN (SELECT series_instance_uid FROM {series})
 """
 
