@@ -670,6 +670,34 @@ def test_series_rebuilds_never_read_the_stored_headers(tmp_path: Path, monkeypat
     warehouse.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_series_spanning_rebuilds_keep_their_header_and_get_new_counts_in_place(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A series whose representative an earlier rebuild read is updated in place, counts only: its
+    header is neither read again nor written again (writing it made DuckDB's next checkpoint
+    rewrite the whole header column)."""
+    root = _copy_sources(tmp_path / "archive")
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    headers_set: list[dict[str, str | None]] = []
+    real_set = warehouse.set_series_headers
+    monkeypatch.setattr(warehouse, "set_series_headers", lambda headers: (headers_set.append(headers), real_set(headers)))
+    counts: list[int] = []
+    real_refresh = warehouse.refresh_series
+
+    def refresh(run_id: str, touched: set[str], headers: dict[str, str]) -> None:
+        real_refresh(run_id, touched, headers)
+        counts.append(warehouse.con.execute("SELECT SUM(instance_count) FROM raw_dicom_series").fetchall()[0][0])
+
+    monkeypatch.setattr(warehouse, "refresh_series", refresh)
+    run = harvest([str(root)], warehouse, workers=workers, progress=False, slice_files=2, batch_size=2)
+    assert run.series_added == 7 and len(counts) > 7  # seven series of three files: some span rebuilds
+    assert counts == sorted(counts) and counts[-1] == 21  # every rebuild added to the counts
+    assert [h for h in headers_set if h] == []  # no header read again for a series rebuilt twice
+    assert _headers_match_their_representatives(warehouse) == []
+    warehouse.close()
+
+
 def test_a_header_a_stopped_run_left_missing_is_read_by_the_next_run(tmp_path: Path) -> None:
     """The first look for missing headers in a run covers the whole table, not only what it rebuilds."""
     root, warehouse = _harvested_once(tmp_path)

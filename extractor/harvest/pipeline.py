@@ -338,8 +338,9 @@ class _Loop:
         the last rebuild.
 
         Every row received is written by now, so each representative read since then is among
-        those headers; afterwards they are dropped. A representative read before (a series whose
-        files span two rebuilds) or by an earlier run is read again from its file.
+        those headers; afterwards they are dropped. A series whose representative was read before
+        (its files span two rebuilds, or an earlier run read it) keeps its stored header where the
+        writer can (DuckDB); otherwise its representative is read again from its file.
         """
         if self.touched_series:
             read = {location: header for location, header in self.headers.items() if header is not None}

@@ -98,6 +98,12 @@ PRIMARY_KEYS = {
     "raw_harvest_run": "run_id",
 }
 SERIES_ATTRIBUTE_COLUMNS = [name for name, _ in _attribute_columns(series_only=True) if name != "series_instance_uid"]
+# What a series row takes from all its instance rows; the attribute columns, the representative and
+# its header come from the representative file alone, and first_run_id from the row it replaces.
+SERIES_INSTANCE_STATISTICS = [
+    "instance_count", "file_count", "total_bytes", "first_acquisition_datetime", "last_acquisition_datetime",
+    "conflicting_attributes", "last_run_id", "updated_at", "first_write_seq",
+]
 
 
 ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(), "TIMESTAMP": pa.timestamp("us")}
