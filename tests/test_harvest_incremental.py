@@ -819,6 +819,30 @@ def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
     assert cached[1] < cached[0]
 
 
+def test_a_run_stopped_while_the_writer_opens_its_file_again_is_recorded_as_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the old connection is closed and before the new one is open: the run's row
+    still ends as failed, not running."""
+    root = _copy_sources(tmp_path / "archive")
+    real_connect = duckdb_writer.connect_raw
+    opened: list[Path] = []
+
+    def connect(path: Path) -> duckdb.DuckDBPyConnection:
+        opened.append(path)
+        if len(opened) == 2:  # the first reconnect
+            raise KeyboardInterrupt
+        return real_connect(path)
+
+    monkeypatch.setattr(duckdb_writer, "connect_raw", connect)
+    monkeypatch.setattr(duckdb_writer, "ROWS_PER_CONNECTION", 4)
+    warehouse = DuckDBRawWarehouse(tmp_path / "id.duckdb")
+    with pytest.raises(KeyboardInterrupt):
+        harvest([str(root)], warehouse, workers=1, progress=False, slice_files=4, batch_size=2)
+    assert warehouse.con.execute("SELECT status, ended_at IS NOT NULL FROM raw_harvest_run").fetchall() == [("failed", True)]
+    warehouse.close()
+
+
 def test_the_writer_opens_its_file_again_every_so_many_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DuckDB's metadata for the rows a connection wrote grows with them; a new connection drops it.
     What is written is the same, a fallback memory limit holds across, also in a pruning run (its

@@ -633,10 +633,18 @@ class DuckDBRawWarehouse:
     def record_run(self, run: HarvestRun) -> None:
         row = run.as_row()
         columns = [name for name, _ in RAW_TABLES["raw_harvest_run"]]
-        self.con.execute(  # values, not an Arrow table: the first Arrow scan of a process costs 10 ms of imports
-            f"INSERT OR REPLACE INTO raw_harvest_run ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            [row.get(name) for name in columns],
-        )
+        # values, not an Arrow table: the first Arrow scan of a process costs 10 ms of imports
+        sql = f"INSERT OR REPLACE INTO raw_harvest_run ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        values = [row.get(name) for name in columns]
+        try:
+            self.con.execute(sql, values)
+        except duckdb.ConnectionException as exc:
+            if "closed" not in str(exc):
+                raise
+            # Ctrl-C between closing and opening the file again (_reconnect_if_due): the run's end
+            # is still recorded, else its row would say `running` for good.
+            self.con = connect_raw(self.path)
+            self.con.execute(sql, values)
 
     # --- files no longer found (harvest --prune) ---------------------------------------------
 
