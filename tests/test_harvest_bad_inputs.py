@@ -302,7 +302,7 @@ def test_what_is_neither_file_nor_folder_is_an_error_row(tmp_path: Path, workers
     errors = dict(warehouse.con.execute("SELECT location, error_class || ': ' || message FROM raw_harvest_error").fetchall())
     warehouse.close()
     assert (run.files_seen, run.instances_added, run.errors) == (5, 1, 4)  # to_ct.dcm repeats ct.dcm's instance
-    assert errors[str(archive / "fifo")] == "NotAFile: a FIFO (named pipe), not a file: nothing to harvest"
+    assert errors[str(archive / "fifo")] == "NotAFile: a FIFO (named pipe), not a file: nothing to read"
     assert errors[str(archive / "socket")].startswith("ReadError: OSError")  # a socket cannot be opened
     assert errors[str(archive / "broken.dcm")].startswith("ReadError: FileNotFoundError")
     assert errors[str(archive / "to_ct.dcm")].startswith("DuplicateSOPInstanceUID")

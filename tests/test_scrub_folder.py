@@ -384,6 +384,33 @@ def test_a_file_name_that_is_not_utf8_is_scrubbed_and_skipped_by_a_rerun(tmp_pat
     assert len(list(out.rglob("*.dcm"))) == 1
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_what_is_neither_file_nor_folder_is_quarantined_not_skipped(tmp_path, workers):
+    """A broken link, a FIFO (which a plain open would wait on for ever) and a socket each get a
+    manifest row, as the harvest gives them an error row; a link to a file is scrubbed through."""
+    import socket
+
+    from pydicom.data import get_testdata_file
+
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copyfile(get_testdata_file("CT_small.dcm"), source / "ct.dcm")
+    (source / "broken.dcm").symlink_to(tmp_path / "unmounted" / "mr.dcm")
+    os.mkfifo(source / "fifo")
+    out = tmp_path / "out"
+    with socket.socket(socket.AF_UNIX) as unix_socket:
+        unix_socket.bind(str(source / "socket"))
+        invoke_cli("scrub", str(source), "--out", str(out), "--workers", workers)
+    names = {source_key(str(source.resolve() / name), TEST_DEID_KEY): name for name in os.listdir(source)}
+    rows = {names[r["source_key"]]: (r["outcome"], r["error_class"]) for r in read_manifest(out)}
+    assert rows == {
+        "ct.dcm": ("deidentified", None),
+        "broken.dcm": ("quarantined", "FileNotFoundError"),
+        "fifo": ("quarantined", "NotAFile"),
+        "socket": ("quarantined", "OSError"),
+    }
+
+
 # explicit and implicit little endian, RLE, JPEG 2000 (one with a sequence delimiter inside a
 # fragment), and big endian (never copied raw: the full path)
 PIXEL_COPY_FILES = ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm",

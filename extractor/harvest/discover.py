@@ -5,12 +5,34 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISBLK, S_ISCHR, S_ISFIFO, S_ISREG
+from typing import BinaryIO
 
 from extractor.warehouses.base import FileRef
 
 
 class SourceError(ValueError):
     """A harvest source that cannot be read; the message names it and the fix."""
+
+
+class NotAFileError(OSError):
+    """What the walk found is a FIFO or a device: nothing to read."""
+
+
+NOT_FILES = {S_ISFIFO: "a FIFO (named pipe)", S_ISCHR: "a device", S_ISBLK: "a device"}  # a socket does not open
+
+
+def open_found_file(location: str | bytes) -> tuple[BinaryIO, os.stat_result]:
+    """A file the walk found, opened unbuffered (its readers read large pieces themselves), with
+    its stat as opened. Not blocking: the walk does not stat, so this may be a FIFO with no
+    writer, which a plain open waits on for ever; a FIFO or device raises NotAFileError."""
+    fp = open(os.open(location, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0)
+    stat = os.fstat(fp.fileno())
+    if not S_ISREG(stat.st_mode):
+        fp.close()
+        kind = next((name for test, name in NOT_FILES.items() if test(stat.st_mode)), "not a regular file")
+        raise NotAFileError(f"{kind}, not a file: nothing to read")
+    return fp, stat
 
 
 def check_sources(sources: list[str]) -> list[Path]:
@@ -51,7 +73,7 @@ def discover_files(
     because archives name files any way they like. Folders that cannot be listed are skipped
     and appended to `unreadable` (their files are not known to be gone). With `other_entries`,
     also what is neither a file nor a folder (a broken link, a FIFO, a socket, a device), for
-    the harvest to record as error rows.
+    the harvest to record as error rows and the scrub as quarantined inputs.
     """
     for root in roots:
         if root.is_file():

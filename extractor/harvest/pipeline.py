@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from stat import S_ISBLK, S_ISCHR, S_ISFIFO, S_ISREG
 from typing import Any
 
 import pyarrow as pa
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from extractor.config import HARVEST_BATCH_SIZE
 from extractor.parallel import run_chunks, worker_pool
-from extractor.harvest.discover import check_sources, discover_files, is_under
+from extractor.harvest.discover import NotAFileError, check_sources, discover_files, is_under, open_found_file
 from extractor.harvest.header_json import header_json
 from extractor.harvest.reader import HarvestError, read_instance
 from extractor.warehouses.base import FileRef, HarvestRun, RawWarehouse, text_location, with_stat
@@ -95,15 +94,15 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
             errors.append(_error_row(stat._replace(location=name), "UndecodableFileName", UNDECODABLE_NAME, run_id, now))
             continue
         try:
-            # Unbuffered: the walker reads large pieces itself. Not blocking: the walk does not stat,
-            # so this may be a FIFO with no writer.
-            with open(os.open(ref.location, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb", buffering=0) as fp:
-                stat = os.fstat(fp.fileno())
+            fp, stat = open_found_file(ref.location)
+            with fp:
                 ref = FileRef(ref.location, stat.st_size, stat.st_mtime_ns)  # as read, not as found
-                _check_regular(stat.st_mode)
                 row = read_instance(fp, ref.file_size)
         except HarvestError as exc:
             errors.append(_error_row(ref, exc.error_class, exc.message, run_id, now))
+            continue
+        except NotAFileError as exc:
+            errors.append(_error_row(with_stat(ref.location), "NotAFile", str(exc), run_id, now))
             continue
         except OSError as exc:
             errors.append(_error_row(with_stat(ref.location), "ReadError", f"{type(exc).__name__}: {exc}", run_id, now))
@@ -115,16 +114,6 @@ def harvest_chunk(files: list[FileRef], run_id: str) -> ChunkResult:
             first_of_series[series_uid] = min(ref.location, first_of_series.get(series_uid, ref.location))
     headers = read_header_jsons(list(first_of_series.values()))
     return ChunkResult(to_arrow(instances, RAW_DICOM_INSTANCE), to_arrow(errors, RAW_HARVEST_ERROR), headers)
-
-
-NOT_FILES = {S_ISFIFO: "a FIFO (named pipe)", S_ISCHR: "a device", S_ISBLK: "a device"}  # a socket does not open
-
-
-def _check_regular(mode: int) -> None:
-    """A FIFO or device found among the files is an error row, never read."""
-    if not S_ISREG(mode):
-        kind = next((name for test, name in NOT_FILES.items() if test(mode)), "not a regular file")
-        raise HarvestError("NotAFile", f"{kind}, not a file: nothing to harvest")
 
 
 def _error_row(ref: FileRef, error_class: str, message: str, run_id: str, now: datetime) -> dict[str, Any]:

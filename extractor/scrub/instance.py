@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import mmap
-import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +20,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 
 from extractor.deid.pseudonymize import DeidParameters, load_allowlist
+from extractor.harvest.discover import NotAFileError, open_found_file
 from extractor.harvest.reader import looks_like_dicom
 from extractor.scrub.ctp import load_filter_script, load_pixel_script
 from extractor.scrub.filters import decide
@@ -127,20 +127,24 @@ def scrub_instance(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, 
 
 def _scrub(job: ScrubJob, settings: ScrubSettings, compiled: _Compiled, outcome: Outcome, reference: bool) -> None:
     # open until the output is written: pixel data left as it was is copied from it (SourceBytes)
-    with open(job.location, "rb") as source:
-        _scrub_open(source.fileno(), _contents(source), job, settings, compiled, outcome, reference)
+    try:
+        source, stat = open_found_file(job.location)
+    except NotAFileError as exc:
+        outcome.error_class, outcome.error = "NotAFile", str(exc)
+        raise
+    with source:
+        _scrub_open(source.fileno(), _contents(source, stat.st_size), job, settings, compiled, outcome, reference)
 
 
 MAP_FROM_BYTES = 256 * 1024  # larger files are mapped, not read: their pixel data is copied unread
 
 
-def _contents(source: BinaryIO) -> bytes | mmap.mmap:
+def _contents(source: BinaryIO, size: int) -> bytes | mmap.mmap:
     """The file's bytes: read, or for a large file mapped read-only, so that pixel data the scrub
     leaves as it was never passes through this process (the header pages alone are touched).
     The map is not closed here: it goes when the last view of it does. A file truncated by
     another program while it is being scrubbed can stop the process (SIGBUS) where a read would
     have seen fewer bytes; a re-run resumes after the instances already written."""
-    size = os.fstat(source.fileno()).st_size
     if size < MAP_FROM_BYTES or size == 0:  # an empty file cannot be mapped
         return source.read()
     return mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)

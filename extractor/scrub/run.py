@@ -72,8 +72,10 @@ def source_key(location: str, key: str) -> str:
 
 
 def folder_jobs(sources: list[str]) -> Iterator[ScrubJob]:
-    """Folder mode: every file under the sources; each patient's dates shift by its own jitter."""
-    for ref in discover_files(check_sources(sources)):
+    """Folder mode: every file under the sources, and what is neither a file nor a folder (a
+    broken link, a FIFO: quarantined, so the manifest accounts for every entry); each patient's
+    dates shift by its own jitter."""
+    for ref in discover_files(check_sources(sources), other_entries=True):
         yield ScrubJob(ref.location, subject="")
 
 
