@@ -233,11 +233,15 @@ class _Loop:
             self.received[number] += result.files
             self.pending.append(result)
             self._hold_headers(result.headers)
-            if self._rebuild_due():
+            slice_rebuild = self._rebuild_due()  # called every time: it keeps the count of completed slices current
+            if self.header_bytes >= HEADER_BYTES_PER_REBUILD:  # one-file series: their headers fill memory, not their rows
                 self._write()
                 self._rebuild_series()
-            elif sum(r.files for r in self.pending) >= self.batch_size:
-                self._write()
+            elif slice_rebuild:
+                self._write(aligned=True)
+                self._rebuild_series()  # the series of the rows written; the few held wait for the next write
+            elif self._batch_due():
+                self._write(aligned=True)
         self._write()
         self._rebuild_series()
 
@@ -255,14 +259,17 @@ class _Loop:
             for start in range(0, len(changed), CHUNK_FILES):
                 yield number, changed[start : start + CHUNK_FILES]
 
+    def _batch_due(self) -> bool:
+        """Whether a batch's worth of instance rows, or of error rows, is pending."""
+        return (sum(r.instances.num_rows for r in self.pending) >= self.batch_size
+                or sum(r.errors.num_rows for r in self.pending) >= self.batch_size)
+
     def _rebuild_due(self) -> bool:
-        """Whether to write and rebuild now: a slice has completed, and the slices completed since
+        """Whether to rebuild series now: a slice has completed, and the slices completed since
         the last rebuild hold a slice's worth of files (so the small first slice waits for the
-        next one); or the headers held reached their cap. This holds to the end of the walk, so
-        no rebuild covers more than about a slice (a rebuild's memory grows with its rows)."""
-        slice_completed = self._slice_completed()  # first: it keeps the count of completed slices current
-        if self.header_bytes >= HEADER_BYTES_PER_REBUILD:
-            return True
+        next one). This holds to the end of the walk, so no rebuild covers more than about a
+        slice (a rebuild's memory grows with its rows)."""
+        slice_completed = self._slice_completed()
         enough = sum(self.selected[self.rebuilt : self.completed]) >= self.slice_files
         return slice_completed and enough
 
@@ -273,12 +280,19 @@ class _Loop:
             self.completed += 1
         return self.completed > before
 
-    def _write(self) -> None:
-        if not self.pending:
+    def _write(self, aligned: bool = False) -> None:
+        """Write the pending rows; with `aligned`, the instance rows in a multiple of the
+        warehouse's `write_alignment` (DuckDB: whole row groups), the rest (fewer) held for the
+        next write, and every error row. Only the end of the walk, or the header cap, writes an
+        unaligned number."""
+        rows = sum(r.instances.num_rows for r in self.pending)
+        alignment = min(self.warehouse.write_alignment, self.batch_size) if aligned else 1  # a smaller batch (tests) aligns to itself
+        taken = self._take_pending(rows - rows % alignment)
+        if not any(r.files for r in taken):
             return
-        instances = pa.concat_tables([r.instances for r in self.pending])
-        errors = pa.concat_tables([r.errors for r in self.pending])
-        self.pending = []
+        instances = pa.concat_tables([r.instances for r in taken])
+        errors = pa.concat_tables([r.errors for r in taken])
+        del taken
         written = self.warehouse.write_batch(self.run.run_id, instances, errors)
         del instances, errors
         # Arrow's allocator keeps freed memory for reuse; a batch's rows are freed now, and the
@@ -289,6 +303,24 @@ class _Loop:
         self.run.errors += written.errors
         self.touched_series |= written.touched_series
         self.copies_to_check.update(written.copies_to_check)
+
+    def _take_pending(self, instance_rows: int) -> list[ChunkResult]:
+        """The pending results' first `instance_rows` instance rows and all their error rows; the
+        other instance rows stay pending, each with the headers its chunk read."""
+        taken: list[ChunkResult] = []
+        held: list[ChunkResult] = []
+        left = instance_rows
+        for result in self.pending:
+            count = result.instances.num_rows
+            if count <= left:
+                taken.append(result)
+                left -= count
+                continue
+            taken.append(ChunkResult(result.instances.slice(0, left), result.errors, {}))
+            held.append(ChunkResult(result.instances.slice(left), result.errors.slice(0, 0), result.headers))
+            left = 0
+        self.pending = held
+        return taken
 
     def remove_missing(self, roots: list[str], unreadable: list[str]) -> None:
         """Remove the rows of files the walk did not find, and rebuild (or drop) their series."""
@@ -337,6 +369,8 @@ class _Loop:
             self.touched_series = set()
             _fill_series_headers(self.warehouse, self.workers, self.pool)
         self.headers, self.header_bytes = {}, 0
+        for result in self.pending:  # rows still waiting for their batch: their series come next time
+            self._hold_headers(result.headers)
         self.rebuilt = self.completed
 
 

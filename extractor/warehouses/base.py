@@ -92,6 +92,9 @@ class BatchResult:
 class RawWarehouse(Protocol):
     """Where harvested rows go. Implementations: DuckDBRawWarehouse, BigQueryRawWarehouse."""
 
+    # Instance rows written at once, short of the end of a walk, are a multiple of this (1: any number).
+    write_alignment: int
+
     def ensure_tables(self) -> None:
         """Create the raw tables when missing (idempotent)."""
 

@@ -197,6 +197,8 @@ def _empty_relation(columns: list[Column]) -> str:
 class BigQueryRawWarehouse:
     """The raw tables in `target.identified_dataset`. One object serves one harvest run."""
 
+    write_alignment = 1  # a load job takes any number of rows
+
     def __init__(
         self,
         target: BigQueryTarget,
