@@ -286,7 +286,8 @@ class _Loop:
         next write, and every error row. Only the end of the walk, or the header cap, writes an
         unaligned number."""
         rows = sum(r.instances.num_rows for r in self.pending)
-        alignment = min(self.warehouse.write_alignment, self.batch_size) if aligned else 1  # a smaller batch (tests) aligns to itself
+        # a batch smaller than the alignment (as tests use) aligns to itself
+        alignment = min(self.warehouse.write_alignment, self.batch_size) if aligned else 1
         taken = self._take_pending(rows - rows % alignment)
         if not any(r.files for r in taken):
             return
@@ -358,10 +359,11 @@ class _Loop:
         """Rebuild the series the written rows touched, with the headers the workers read since
         the last rebuild.
 
-        Every row received is written by now, so each representative read since then is among
-        those headers; afterwards they are dropped. A series whose representative was read before
-        (its files span two rebuilds, or an earlier run read it) keeps its stored header where the
-        writer can (DuckDB); otherwise its representative is read again from its file.
+        Each representative among the rows written so far is among those headers (a chunk's first
+        rows are written first). Afterwards the headers are dropped, but for those of the rows
+        still waiting for a write (fewer than a row group). A series whose representative was read
+        before (its files span two rebuilds, or an earlier run read it) keeps its stored header
+        where the writer can (DuckDB); otherwise its representative is read again from its file.
         """
         if self.touched_series:
             read = {location: header for location, header in self.headers.items() if header is not None}

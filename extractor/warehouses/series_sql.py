@@ -25,10 +25,11 @@ def new_series_rows_sql(
     `headers` (location, header_json: the headers the harvest read since its last rebuild); the
     harvest reads the few left without one afterwards (a series spanning two rebuilds, or one whose
     representative this run did not read; the DuckDB writer keeps the stored header of those whose
-    representative is unchanged, and updates their other columns in place). The old rows' headers are never read: a scan reads a
-    text column whole whatever the filter, and the headers of every series are the largest column
-    there is, so each rebuild would cost time and memory in proportion to the archive. A series
-    row keeps the `first_run_id` of the row it replaces in `series`.
+    representative is unchanged, and updates their other columns in place). The old rows' headers
+    are never read: a scan reads a text column whole whatever the filter, and the headers of every
+    series are the largest column there is, so each rebuild would cost time and memory in
+    proportion to the archive. A series row keeps the `first_run_id` of the row it replaces in
+    `series`.
 
     With `series` or `headers` None, `first_run_id` or `representative_header_json` is NULL, for
     the caller to fill in: the DuckDB writer does so from the rows it deletes and the headers it
