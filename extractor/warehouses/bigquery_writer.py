@@ -348,12 +348,10 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
             duplicates = self._table(
                 self._create_stage_as("duplicates", self._duplicates_sql(run_id, batch, locations))
             )
-            touched = (
+            result.touched_series = self._remember_unrebuilt(  # before the rows: no transaction holds both
                 f"SELECT series_instance_uid FROM {instance} WHERE location IN ({locations}) UNION DISTINCT "
                 f"SELECT series_instance_uid FROM {batch} WHERE location NOT IN (SELECT location FROM {duplicates})"
             )
-            result.touched_series = {row[0] for row in self._query(touched)}
-            self._remember_unrebuilt(touched)  # before the rows: no transaction holds both
             counts = next(
                 iter(
                     self._query(
@@ -427,11 +425,16 @@ WHEN NOT MATCHED AND s.{key} IS NOT NULL THEN INSERT ({", ".join(names)}) VALUES
         finally:
             self._drop_stages(self._staged - staged_before)
 
-    def _remember_unrebuilt(self, series_sql: str) -> None:
-        """These series wait for a rebuild (UNREBUILT_TABLE). Written before the rows that touch
-        them, and emptied after the rebuild is written, so a run that stops anywhere in between
-        leaves them to the next run (at worst a series is rebuilt once more than needed)."""
-        self._query(f"INSERT INTO {self._table(UNREBUILT_TABLE)} (series_instance_uid) {series_sql}")
+    def _remember_unrebuilt(self, series_sql: str) -> set[str]:
+        """These series wait for a rebuild (UNREBUILT_TABLE); returns them. Written before the rows
+        that touch them, and emptied after the rebuild is written, so a run that stops anywhere in
+        between leaves them to the next run (at worst a series is rebuilt once more than needed).
+
+        The query runs once, into a staging table: it scans the instance table, which BigQuery
+        bills by the bytes read."""
+        series = f"SELECT series_instance_uid FROM {self._table(self._create_stage_as('touched', series_sql))}"
+        self._query(f"INSERT INTO {self._table(UNREBUILT_TABLE)} (series_instance_uid) {series}")
+        return {row["series_instance_uid"] for row in self._query(series)}
 
     def unbuilt_series(self) -> set[str]:
         instance, series = self._table("raw_dicom_instance"), self._table("raw_dicom_series")
@@ -509,9 +512,9 @@ WHEN MATCHED THEN UPDATE SET representative_header_json = s.representative_heade
             ]
             gone = self._table(self._create_stage_as("gone", f"{missing[0]} UNION DISTINCT {missing[1]}"))
             instance = self._table("raw_dicom_instance")
-            touched = f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})"
-            result.touched_series = {row["series_instance_uid"] for row in self._query(touched)}
-            self._remember_unrebuilt(touched)
+            result.touched_series = self._remember_unrebuilt(
+                f"SELECT DISTINCT series_instance_uid FROM {instance} WHERE location IN (SELECT location FROM {gone})"
+            )
             result.files_removed = next(iter(self._query(f"SELECT COUNT(*) AS n FROM {gone}")))["n"]
             for table in ("raw_harvest_error", "raw_dicom_instance"):
                 self._delete_locations(table, gone)
