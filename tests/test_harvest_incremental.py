@@ -856,6 +856,72 @@ def test_blocks_cached_past_the_threshold_are_dropped_after_each_slice(
     assert cached[1] < cached[0]
 
 
+def test_a_writes_uid_look_up_leaves_little_of_the_hash_table_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each write looks its UIDs up in the whole UID hash table. DuckDB would keep every block of
+    it cached, so the writer's memory would grow with the archive; it keeps about
+    LOOKUP_MEMORY_BYTES of them, and writes the same rows."""
+    root = _copy_sources(tmp_path / "archive")
+    results, cached = [], []
+    for lookup_bytes in (2**40, duckdb_writer.LOOKUP_MEMORY_BYTES):  # uncapped, then as the harvest does
+        monkeypatch.setattr(duckdb_writer, "LOOKUP_MEMORY_BYTES", lookup_bytes)
+        warehouse = DuckDBRawWarehouse(tmp_path / f"lookup-{lookup_bytes}.duckdb")
+        warehouse.ensure_tables()
+        # the hashes of an archive of 4,000,000 instances: about 30 MB of blocks
+        warehouse.con.execute(f"INSERT INTO {duckdb_writer.UID_HASH_TABLE} SELECT hash(i), 0 FROM range(4000000) AS r(i)")
+        warehouse.con.execute("CHECKPOINT")
+        write_batch = warehouse.write_batch
+        after_writes: list[int] = []
+
+        def measured(*args: object, warehouse: DuckDBRawWarehouse = warehouse, write=write_batch, after=after_writes) -> object:
+            result = write(*args)
+            ((held,),) = warehouse.con.execute("SELECT SUM(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'").fetchall()
+            after.append(held)
+            return result
+
+        monkeypatch.setattr(warehouse, "write_batch", measured)
+        run = harvest([str(root)], warehouse, workers=1, progress=False, slice_files=8, batch_size=4)
+        assert run.status == "completed" and len(after_writes) > 1
+        cached.append(max(after_writes))
+        results.append((_table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
+                        _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE),
+                        _table_rows(warehouse, "raw_harvest_error", "location", VOLATILE)))
+        warehouse.close()
+    assert results[0] == results[1]
+    assert cached[0] > 24 * 2**20  # uncapped, the look-up left the table cached
+    assert cached[1] < duckdb_writer.LOOKUP_MEMORY_BYTES + 4 * 2**20
+
+
+def test_the_harvests_checkpoints_leave_row_groups_unmerged_for_a_later_connection_to_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merging the series table's row groups rewrote their headers, at a cost that grew with the
+    archive; the harvest leaves it, and its deleted rows, to the next connection that vacuums."""
+    root = _copy_sources(tmp_path / "archive")
+    monkeypatch.setattr(duckdb_writer, "ROWS_PER_CONNECTION", 4)  # a new connection, so a new row group, every 4 rows or so
+
+    def series_row_groups(con: duckdb.DuckDBPyConnection) -> int:
+        ((groups,),) = con.execute("SELECT COUNT(DISTINCT row_group_id) FROM pragma_storage_info('raw_dicom_series')").fetchall()
+        return groups
+
+    results, groups = [], []
+    for vacuum_tasks in (100, duckdb_writer.HARVEST_CONFIG["max_vacuum_tasks"]):  # DuckDB's default, then the harvest's
+        monkeypatch.setitem(duckdb_writer.HARVEST_CONFIG, "max_vacuum_tasks", vacuum_tasks)
+        path = tmp_path / f"vacuum-{vacuum_tasks}.duckdb"
+        warehouse = DuckDBRawWarehouse(path)
+        harvest([str(root)], warehouse, workers=1, progress=False, slice_files=4, batch_size=2)
+        results.append(_table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE))
+        warehouse.close()
+        later = duckdb.connect(str(path))
+        groups.append(series_row_groups(later))
+        later.execute("CREATE TABLE another_stage (x INTEGER)")  # any write, then a checkpoint
+        later.execute("CHECKPOINT")
+        groups.append(series_row_groups(later))
+        later.close()
+    assert results[0] == results[1]
+    assert groups[0] == groups[1] == groups[3] == 1  # seven series: one row group once merged
+    assert groups[2] > 1  # the harvest's own checkpoints did not merge them
+
+
 def test_a_run_stopped_while_the_writer_opens_its_file_again_is_recorded_as_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

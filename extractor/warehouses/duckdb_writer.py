@@ -50,8 +50,19 @@ DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TI
 #   five (DuckDB's default) held in memory until they are: 5 MB less at a 6,144-row batch;
 # - a primary key is an index held in memory, so only the run table declares one: the harvest
 #   itself keeps locations unique (select_changed, then the replacement of changed files).
+# - a checkpoint does not vacuum: each connection and each checkpoint starts the series table on
+#   a new row group, and merging those (with their headers) cost a checkpoint +30 to +60 MB, more
+#   the larger the archive; DuckDB reclaims deleted rows at the next checkpoint of a connection
+#   that vacuums (the dbt build's), and the harvest deletes few (rows of files harvested again);
+# - a write's look-up of the UID hashes, which reads the whole table, caches little (see
+#   LOOKUP_MEMORY_BYTES).
 # Its queries are small: one thread leaves the cores to the header readers.
-HARVEST_CONFIG = {"memory_limit": "64MB", "threads": 1, "write_buffer_row_group_count": 1}
+HARVEST_CONFIG = {"memory_limit": "64MB", "threads": 1, "write_buffer_row_group_count": 1, "max_vacuum_tasks": 0}
+# DuckDB keeps the blocks a query reads cached up to its memory limit; each write looks its UIDs
+# up in the whole UID hash table, so the blocks that left cached grew with the archive (+20 MB at
+# 600,000 files). With at most this much memory beyond what it holds, DuckDB drops them as it
+# reads; the look-up itself needs little (the exact check it may call for needs more: not capped).
+LOOKUP_MEMORY_BYTES = 8 * 2**20
 ROW_GROUP_SIZE = 2048
 DECLARED_KEYS = {"raw_harvest_run"}
 # Blocks cached between slices beyond this are dropped (see _drop_cached_blocks). Since writes
@@ -367,11 +378,14 @@ class DuckDBRawWarehouse:
         result = BatchResult()
         # each series once: a row per instance took the WAL, and the checkpoint, 0.4 MB a batch
         batch_series = pa.table({"series_instance_uid": pc.unique(instances.column("series_instance_uid"))})
+        self._drop_cached_blocks()  # so that the look-up below reads into an empty cache
         with _transaction(self.con, _instances=instances, _errors=errors, _batch_series=batch_series) as con:
             if self._replaces_rows is not False:
                 self._remove_replaced_rows(result)
             self._remember_unrebuilt(result.touched_series)  # the series of rows replaced (rarely any)
-            duplicates = self._duplicate_sop_instances(run_id, instances)
+            with self._caching_little():
+                may_repeat = self._sop_uids_may_repeat(instances)
+            duplicates = self._duplicate_sop_instances(run_id) if may_repeat else 0
             if duplicates:
                 written = con.execute(
                     "SELECT DISTINCT series_instance_uid FROM _instances WHERE location NOT IN (SELECT location FROM _duplicates)"
@@ -402,6 +416,35 @@ class DuckDBRawWarehouse:
         result.instances_added = instances.num_rows - duplicates - result.instances_updated
         return_freed_memory()
         return result
+
+    @contextmanager
+    def _caching_little(self) -> Iterator[None]:
+        """Until the block ends, DuckDB may hold at most LOOKUP_MEMORY_BYTES more than it holds now,
+        so a look-up drops the blocks it has read as it reads on. The limit is not below what DuckDB
+        holds, so setting it evicts nothing and cannot fail (in a transaction that would abort it).
+        Not once a step has run out of memory and the run goes on with a fallback limit."""
+        capped = self.memory_limit == HARVEST_CONFIG["memory_limit"] and self._set_memory_limit(
+            f"{self._memory_held() + LOOKUP_MEMORY_BYTES}B"
+        )
+        try:
+            yield
+        finally:
+            if capped:
+                self._set_memory_limit(self.memory_limit)
+
+    def _set_memory_limit(self, limit: str) -> bool:
+        """Set DuckDB's memory limit, evicting cached blocks down to it; False (and the limit as it
+        was) when what DuckDB holds pinned does not fit under it."""
+        try:
+            self.con.execute(f"SET memory_limit = '{limit}'")
+        except duckdb.OutOfMemoryException:
+            return False
+        return True
+
+    def _memory_held(self) -> int:
+        """The bytes DuckDB holds: its cached blocks and the memory of running work."""
+        ((held,),) = self.con.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()").fetchall()
+        return held
 
     def _remember_unrebuilt(self, series: set[str]) -> None:
         """In a write's transaction: these series wait for a rebuild (see UNREBUILT_TABLE)."""
@@ -475,11 +518,9 @@ class DuckDBRawWarehouse:
             f"SELECT ({UID_HASH}, write_seq) FROM raw_dicom_instance WHERE location IN (SELECT location FROM {locations}))"
         )
 
-    def _duplicate_sop_instances(self, run_id: str, instances: pa.Table) -> int:
+    def _duplicate_sop_instances(self, run_id: str) -> int:
         """A SOP Instance UID already harvested from another file (or twice in this batch) is an error
         row; their count, and the rows in the `_duplicates` table when there are any."""
-        if not self._sop_uids_may_repeat(instances):
-            return 0
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _duplicates AS "
             + duplicate_sop_rows_sql("_instances", "raw_dicom_instance", "$run_id"),
@@ -584,21 +625,17 @@ class DuckDBRawWarehouse:
         return min(bounds) if bounds else None
 
     def _drop_cached_blocks(self) -> None:
-        """Past `CACHE_KEPT_BYTES`, evict the table blocks DuckDB keeps cached after a slice.
+        """Past `CACHE_KEPT_BYTES`, evict the table blocks DuckDB keeps cached (after a slice, and
+        before a write). Outside a transaction: the SET may fail.
 
         DuckDB keeps the blocks it has read or written up to its memory limit, so its memory would
         grow with the archive up to that limit; a moment's lower limit drops them, and the next
-        slice reads what it needs again from the page cache.
+        step reads what it needs again from the page cache.
         """
-        ((cached,),) = self.con.execute("SELECT COALESCE(SUM(memory_usage_bytes), 0) FROM duckdb_memory()").fetchall()
-        if cached <= CACHE_KEPT_BYTES:
+        if self._memory_held() <= CACHE_KEPT_BYTES:
             return
-        try:
-            self.con.execute("SET memory_limit = '1MB'")
-        except duckdb.OutOfMemoryException:
-            pass  # something is still pinned: the cache stays as it is this time
-        finally:
-            self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        self._set_memory_limit("1MB")  # False: something is still pinned, the cache stays as it is this time
+        self._set_memory_limit(self.memory_limit)
 
     @_retried_with_more_memory
     def unbuilt_series(self) -> set[str]:
