@@ -501,6 +501,15 @@ def series_heavy_plan(imgomop: str, manifest: dict, worker_counts: list[int], sc
     return plan
 
 
+def find_imgomop(given: str | None) -> str:
+    """The imgomop command: the one given, else the one beside this Python, else on PATH."""
+    beside = Path(sys.executable).parent / "imgomop"
+    imgomop = given or (str(beside) if beside.exists() else shutil.which("imgomop"))
+    if not imgomop:
+        raise SystemExit("imgomop not found: install the project (pip install -e .) or pass --imgomop")
+    return imgomop
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20_000, help="corpus size (default 20000)")
@@ -521,10 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                              "cached under OUT_DIR/series-heavy-<N>-seed<S> (default 0: off)")
     args = parser.parse_args(argv)
 
-    beside = Path(sys.executable).parent / "imgomop"
-    imgomop = args.imgomop or (str(beside) if beside.exists() else shutil.which("imgomop"))
-    if not imgomop:
-        raise SystemExit("imgomop not found: install the project (pip install -e .) or pass --imgomop")
+    imgomop = find_imgomop(args.imgomop)
     out_dir = args.out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus_dir = (args.corpus_dir or out_dir / f"corpus-{args.files}").resolve()

@@ -891,6 +891,27 @@ def test_a_writes_uid_look_up_leaves_little_of_the_hash_table_cached(tmp_path: P
     assert cached[1] < duckdb_writer.LOOKUP_MEMORY_BYTES + 4 * 2**20
 
 
+def test_a_uid_look_up_that_outgrows_its_cap_is_retried_with_the_fallback_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The capped look-up runs inside the write's transaction: running out aborts it, and the write
+    is rolled back and run again with the fallback limit (no error from restoring the limit)."""
+    root = _copy_sources(tmp_path / "archive")
+    results = []
+    for lookup_bytes in (duckdb_writer.LOOKUP_MEMORY_BYTES, 1):
+        monkeypatch.setattr(duckdb_writer, "LOOKUP_MEMORY_BYTES", lookup_bytes)
+        warehouse = DuckDBRawWarehouse(tmp_path / f"lookup-{lookup_bytes}.duckdb")
+        run = harvest([str(root)], warehouse, workers=1, progress=False)
+        results.append(((run.status, run.instances_added, run.series_added, warehouse.memory_limit),
+                        _table_rows(warehouse, "raw_dicom_instance", "location", VOLATILE),
+                        _table_rows(warehouse, "raw_dicom_series", "series_instance_uid", VOLATILE)))
+        warehouse.close()
+    assert results[0][0] == ("completed", 21, 7, duckdb_writer.HARVEST_CONFIG["memory_limit"])
+    assert results[1][0] == ("completed", 21, 7, duckdb_writer.FALLBACK_MEMORY_LIMITS[0])
+    assert results[0][1:] == results[1][1:]
+    assert "in write_batch; going on with" in caplog.text
+
+
 def test_the_harvests_checkpoints_leave_row_groups_unmerged_for_a_later_connection_to_merge(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

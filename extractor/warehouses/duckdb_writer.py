@@ -54,16 +54,18 @@ DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TI
 #   a new row group, and merging those (with their headers) cost a checkpoint +30 to +60 MB, more
 #   the larger the archive; DuckDB reclaims deleted rows at the next checkpoint of a connection
 #   that vacuums (the dbt build's), and the harvest deletes few (rows of files harvested again);
-# - look-ups that read a whole table (a write's in the UID hashes, a rebuild's in the series
-#   table) cache little (see LOOKUP_MEMORY_BYTES).
+# - a write's look-up of the UID hashes, which reads the whole table, caches little (see
+#   LOOKUP_MEMORY_BYTES).
 # Its queries are small: one thread leaves the cores to the header readers.
 HARVEST_CONFIG = {"memory_limit": "64MB", "threads": 1, "write_buffer_row_group_count": 1, "max_vacuum_tasks": 0}
-# DuckDB keeps the blocks a query reads cached up to its memory limit. Each write looks its UIDs
-# up in the whole UID hash table, and each rebuild its series in the whole series table, so the
-# blocks they left cached grew with the archive (+20 MB and +5 MB at 600,000 files). With at most
-# this much memory beyond what it holds, DuckDB drops them as it reads; the look-ups themselves
-# need little (the exact duplicate check, and the rebuild's query of instance rows, need more:
-# not capped).
+# DuckDB keeps the blocks a query reads cached up to its memory limit; each write looks its UIDs
+# up in the whole UID hash table, so the blocks that left cached grew with the archive (+20 MB at
+# 600,000 files). With at most this much memory beyond what it holds, DuckDB drops them as it
+# reads. The look-up itself needs about 5 MB (measured: 4 failed, at batches of 2,048 to 49,152
+# rows 8 fit); should it run out, the write is retried with the fallback limit, as any step. The
+# exact check it may call for needs more, and is not capped. (Capping a rebuild's look-ups in the
+# series table too saved 3-5 MB at 600,000 files, but they needed up to 7 MB, which grows with
+# the series rows not yet checkpointed: too close.)
 LOOKUP_MEMORY_BYTES = 8 * 2**20
 ROW_GROUP_SIZE = 2048
 DECLARED_KEYS = {"raw_harvest_run"}
@@ -422,17 +424,19 @@ class DuckDBRawWarehouse:
     @contextmanager
     def _caching_little(self) -> Iterator[None]:
         """Until the block ends, DuckDB may hold at most LOOKUP_MEMORY_BYTES more than it holds now,
-        so a look-up drops the blocks it has read as it reads on. The limit is not below what DuckDB
-        holds, so setting it evicts nothing and cannot fail (in a transaction that would abort it).
+        so a look-up drops the blocks it has read as it reads on. Used in a transaction, where a
+        failed SET aborts it: the limit is not below what DuckDB holds, so setting it evicts nothing,
+        and an error (out of memory) goes on to the rollback and the retry with a fallback limit.
         Not once a step has run out of memory and the run goes on with a fallback limit."""
-        capped = self.memory_limit == HARVEST_CONFIG["memory_limit"] and self._set_memory_limit(
-            f"{self._memory_held() + LOOKUP_MEMORY_BYTES}B"
-        )
+        capped = self.memory_limit == HARVEST_CONFIG["memory_limit"]
+        if capped:
+            self.con.execute(f"SET memory_limit = '{self._memory_held() + LOOKUP_MEMORY_BYTES}B'")
         try:
             yield
         finally:
             if capped:
-                self._set_memory_limit(self.memory_limit)
+                with contextlib.suppress(duckdb.TransactionException):  # aborted: no SET runs
+                    self._set_memory_limit(self.memory_limit)
 
     def _set_memory_limit(self, limit: str) -> bool:
         """Set DuckDB's memory limit, evicting cached blocks down to it; False (and the limit as it
@@ -554,14 +558,13 @@ class DuckDBRawWarehouse:
                 "CREATE OR REPLACE TEMP TABLE _touched AS SELECT unnest(?::VARCHAR[]) AS series_instance_uid",
                 [sorted(touched_series)],
             )
-            replaced = "FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)"
-            with self._caching_little():
-                since = self._rebuild_bound()
-                # Not DELETE ... RETURNING: DuckDB then reads every column of the table, headers too.
-                stored = con.execute(f"SELECT series_instance_uid, first_run_id, representative_location {replaced}").fetchall()
+            since = self._rebuild_bound()
             rows = con.sql(
                 new_series_rows_sql("raw_dicom_instance", None, "_touched", None, "$run_id", since), params={"run_id": run_id}
             ).to_arrow_table()
+            replaced = "FROM raw_dicom_series WHERE series_instance_uid IN (SELECT series_instance_uid FROM _touched)"
+            # Not DELETE ... RETURNING: DuckDB then reads every column of the table, headers too.
+            stored = con.execute(f"SELECT series_instance_uid, first_run_id, representative_location {replaced}").fetchall()
             first_runs = {uid: first_run for uid, first_run, _ in stored}
             rows = self._update_series_keeping_their_header(rows, stored, headers)
             con.execute(f"DELETE {replaced}")
