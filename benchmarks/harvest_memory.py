@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from corpus import build_corpus  # noqa: E402
-from harvest import MB, _loadavg, child_env, find_imgomop, harvest_once, warm_page_cache  # noqa: E402
+from harvest import MB, _loadavg, _ratio, child_env, find_imgomop, harvest_once, warm_page_cache  # noqa: E402
 
 
 def _sizes(text: str) -> list[int]:
@@ -61,8 +61,9 @@ def corpus_roots(sizes: list[int], out_dir: Path, seed: int) -> dict[int, Path]:
     return roots
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "-"
+def _shown_ratio(a: float | None, b: float | None) -> str:
+    ratio = _ratio(a, b)
+    return f"{ratio:.2f}x" if ratio else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         mine = [row for row in rows if row["workers"] == workers]
         for before, row in zip([None, *mine], mine):
-            row["ratio_to_smallest"] = round(row["largest_process_mb"] / mine[0]["largest_process_mb"], 3)
+            row["ratio_to_smallest"] = round(_ratio(row["largest_process_mb"], mine[0]["largest_process_mb"]) or 0, 3)
             print(f"{row['files']:>9,} {workers:>7} {row['largest_process_mb']:>8.1f} "
                   f"{row['tree_pss_mb'] if row['tree_pss_mb'] else '-':>9} "
-                  f"{_ratio(row['largest_process_mb'], mine[0]['largest_process_mb']):>11} "
-                  f"{_ratio(row['largest_process_mb'], before['largest_process_mb'] if before else None):>9}")
+                  f"{_shown_ratio(row['largest_process_mb'], mine[0]['largest_process_mb']):>11} "
+                  f"{_shown_ratio(row['largest_process_mb'], before['largest_process_mb'] if before else None):>9}")
     result = out_dir / f"harvest-memory-{stamp}.json"
     result.write_text(json.dumps({"sizes": args.sizes, "workers": args.workers, "repeat": args.repeat,
                                   "loadavg_after": _loadavg(), "rows": rows}, indent=2))

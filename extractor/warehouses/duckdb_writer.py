@@ -49,7 +49,7 @@ DUCKDB_TYPES = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "TI
 # - a transaction's appended rows are written to the file a row group at a time, instead of
 #   five (DuckDB's default) held in memory until they are: 5 MB less at a 6,144-row batch;
 # - a primary key is an index held in memory, so only the run table declares one: the harvest
-#   itself keeps locations unique (select_changed, then the replacement of changed files).
+#   itself keeps locations unique (select_changed, then the replacement of changed files);
 # - a checkpoint does not vacuum: each connection and each checkpoint starts the series table on
 #   a new row group, and merging those (with their headers) cost a checkpoint +30 to +60 MB, more
 #   the larger the archive; DuckDB reclaims deleted rows at the next checkpoint of a connection
